@@ -1,0 +1,3 @@
+from servemark.cli.main import main
+
+main()

@@ -1,0 +1,228 @@
+"""The library entry point: ``bench(config) -> BenchResult``. The CLI is a thin layer over it.
+
+One call: probe the endpoint, build the workload, run each load point, write every record as it
+completes, summarize each point, and always leave a summary (marked partial when interrupted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servemark.client.openai import GenerationOptions, RequestSpec
+from servemark.client.probe import EndpointInfo, probe
+from servemark.client.request import Target, execute
+from servemark.client.transport import AiohttpTransport, Timeouts, Transport
+from servemark.errors import ConfigError
+from servemark.load.runner import LiveCounters, RunControl, run_point
+from servemark.load.schedule import LoadPoint
+from servemark.metrics.record import RequestRecord
+from servemark.metrics.summary import PointSummary, summarize
+from servemark.progress import BenchProgress, NullProgress
+from servemark.spec import BenchConfig
+from servemark.store import provenance
+from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
+from servemark.workload.synthetic import random_prompts
+from servemark.workload.tokenizer import Tokenizer, load_tokenizer
+
+PROMPT_POOL_FOR_DURATION = 1000
+
+
+@dataclass
+class BenchResult:
+    """What a benchmark produced: one summary per load point and where the files are."""
+
+    run_dir: Path
+    points: list[PointSummary]
+    partial: bool
+    endpoint: EndpointInfo
+    model: str
+    document: dict[str, Any] = field(default_factory=dict)
+
+    def point(self, label: str) -> PointSummary:
+        return next(p for p in self.points if p.label == label)
+
+
+def bench(
+    config: BenchConfig,
+    progress: BenchProgress | None = None,
+    control: RunControl | None = None,
+    handle_signals: bool = False,
+    argv: list[str] | None = None,
+) -> BenchResult:
+    """Run a benchmark (blocking). ``handle_signals`` maps Ctrl-C to a graceful stop."""
+    return asyncio.run(abench(config, progress, control, handle_signals, argv))
+
+
+def _auth_headers(config: BenchConfig) -> dict[str, str]:
+    if config.api_key is None:
+        return {}
+    return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
+
+
+def _prompts(tok: Tokenizer, config: BenchConfig, n: int, api: str, seed: int,
+             first_id: int) -> list[RequestSpec]:
+    rng = random.Random(seed)
+    return list(random_prompts(tok, n, config.input_len, config.output_len, api, rng, first_id))
+
+
+def _cycle(pool: list[RequestSpec], first_id: int) -> Iterator[RequestSpec]:
+    """Reuse a prompt pool (duration-bounded runs), renumbering so request ids stay unique."""
+    i = 0
+    while True:
+        spec = pool[i % len(pool)]
+        yield RequestSpec(first_id + i, spec.api, spec.prompt, spec.messages, spec.input_len,
+                          spec.output_len)
+        i += 1
+
+
+async def abench(
+    config: BenchConfig,
+    progress: BenchProgress | None = None,
+    control: RunControl | None = None,
+    handle_signals: bool = False,
+    argv: list[str] | None = None,
+    transport: Transport | None = None,
+    tokenizer: Tokenizer | None = None,
+) -> BenchResult:
+    """Async form of :func:`bench`; ``transport`` and ``tokenizer`` may be injected (tests)."""
+    progress = progress or NullProgress()
+    control = control or RunControl(config.grace_period_s)
+    loop = asyncio.get_running_loop()
+    control.bind(loop)
+    if handle_signals:
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGINT, control.interrupt)
+            loop.add_signal_handler(signal.SIGTERM, control.cancel)
+    own_transport = transport is None
+    points_cfg = config.load_points()
+    max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
+    transport = transport or AiohttpTransport(
+        max_connections=max_conn,
+        timeouts=Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s),
+    )
+    headers = _auth_headers(config)
+    writer: RunWriter | None = None
+    doc: dict[str, Any] = {}
+    try:
+        progress.message(f"probing {config.base_url}")
+        info = await probe(transport, config.base_url, config.model, headers)
+        model = config.model
+        if model is None:
+            if len(info.models) != 1:
+                raise ConfigError(
+                    f"the server serves {len(info.models)} models ({', '.join(info.models)})",
+                    "choose one with --model",
+                )
+            model = info.models[0]
+        if info.max_model_len and config.input_len + config.output_len > info.max_model_len:
+            raise ConfigError(
+                f"--input-len {config.input_len} + --output-len {config.output_len} exceeds the "
+                f"server's max model length {info.max_model_len}",
+                "shorten the lengths or restart the server with a larger --max-model-len",
+            )
+        if tokenizer is None:
+            progress.message("loading tokenizer")
+            tokenizer = await asyncio.to_thread(
+                load_tokenizer, config.tokenizer, config.base_url, model, headers
+            )
+        run_dir = config.output_dir or default_run_dir(config.results_root, model)
+        writer = RunWriter(run_dir)
+        doc = {
+            "schema": SCHEMA,
+            "status": "running",
+            "partial": True,
+            "started_at": utc_now(),
+            "finished_at": None,
+            "provenance": provenance.collect(argv),
+            "endpoint": {"base_url": info.base_url, "models": info.models,
+                         "server_version": info.server_version, "max_model_len": info.max_model_len},
+            "model": model,
+            "tokenizer": tokenizer.name,
+            "config": config.public_dict(),
+            "points": [],
+        }
+        writer.write_summary(doc)
+        opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
+                                 temperature=config.temperature, extra_body=config.extra_body)
+        target = Target(config.base_url, tuple(headers.items()))
+        summaries: list[PointSummary] = []
+        t0 = time.perf_counter()
+        next_id = 0
+        for index, point in enumerate(points_cfg):
+            if control.stop_requested:
+                break
+            n = config.effective_num_requests
+            pool_size = n if n is not None else PROMPT_POOL_FOR_DURATION
+            progress.message(f"building {pool_size + config.warmup} prompts of {config.input_len} tokens")
+            seed = config.seed * 1_000_003 + index
+            specs = await asyncio.to_thread(
+                _prompts, tokenizer, config, pool_size + config.warmup, config.api, seed, next_id
+            )
+            warm, measured = specs[: config.warmup], specs[config.warmup:]
+            next_id += len(specs)
+            label = point.label
+
+            async def send(spec: RequestSpec, scheduled: float | None, label: str = label) -> RequestRecord:
+                return await execute(transport, target, spec, opts, t0=t0, load_point=label,
+                                     scheduled_s=None if scheduled is None else scheduled - t0)
+
+            if warm:
+                progress.message(f"{label}: {len(warm)} warm-up requests (not counted)")
+                warm_point = LoadPoint(concurrency=min(len(warm), point.concurrency or point.max_concurrency or 8))
+                await run_point(warm_point, iter(warm), send, lambda r: None,
+                                num_requests=len(warm), duration_s=None, control=control)
+                if control.stop_requested:
+                    break
+
+            records: list[RequestRecord] = []
+            live = LiveCounters()
+
+            def on_record(rec: RequestRecord, records: list[RequestRecord] = records,
+                          live: LiveCounters = live) -> None:
+                assert writer is not None
+                writer.append(rec)
+                records.append(rec)
+                progress.request_done(rec, live)
+
+            source: Iterator[RequestSpec] = iter(measured) if n is not None else _cycle(measured, next_id)
+            progress.point_started(label, n, config.duration_s, live)
+            await run_point(point, source, send, on_record, num_requests=n,
+                            duration_s=config.duration_s, control=control, live=live,
+                            rng=random.Random(seed + 7))
+            summary = summarize(records, label, point.concurrency, point.request_rate)
+            summaries.append(summary)
+            doc["points"].append(summary.to_dict())
+            writer.write_summary(doc)
+            writer.write_csv([csv_row(s, model, config.api) for s in summaries])
+            progress.point_finished(summary)
+
+        partial = control.stop_requested
+        doc.update(status="interrupted" if partial else "complete", partial=partial,
+                   finished_at=utc_now())
+        writer.write_summary(doc)
+        return BenchResult(run_dir, summaries, partial, info, model, doc)
+    except BaseException:
+        if writer is not None:
+            # keep what was measured: mark the run as failed but leave the files in place
+            with contextlib.suppress(Exception):
+                doc["status"] = "failed"
+                doc["finished_at"] = utc_now()
+                writer.write_summary(doc)
+        raise
+    finally:
+        if writer is not None:
+            writer.close()
+        if own_transport:
+            await transport.close()
+        if handle_signals:
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signal.SIGINT)
+                loop.remove_signal_handler(signal.SIGTERM)

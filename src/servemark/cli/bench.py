@@ -1,0 +1,82 @@
+"""``servemark bench``: benchmark any OpenAI-compatible endpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from servemark.api import BenchResult, bench
+from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
+from servemark.cli.progress import RichBenchProgress
+from servemark.cli.render import error_lines, summary_table
+from servemark.load.runner import RunControl
+from servemark.spec import make_config
+
+
+def report_result(result: BenchResult, as_json: bool) -> int:
+    """Print the result; return the exit code (1 when a load point completed nothing)."""
+    if as_json:
+        sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
+    else:
+        out.print(summary_table(result.points, title=f"{result.model} @ {result.endpoint.base_url}"))
+        for line in error_lines(result.points):
+            err.print(f"[red]errors[/red] {line}")
+        state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
+        err.print(f"{state}results: {result.run_dir}")
+    if result.partial:
+        return 130
+    if any(p.completed == 0 for p in result.points):
+        return 1
+    return 0
+
+
+@handle_errors
+def bench_command(
+    base_url: Annotated[str, typer.Option(help="Server root URL, e.g. http://localhost:8000")],
+    model: Annotated[str | None, typer.Option(help="Served model name (default: the only model served)")] = None,
+    api: Annotated[str, typer.Option(help="completions or chat")] = "completions",
+    concurrency: Annotated[str | None, typer.Option(help="Closed loop: requests in flight; a list like 1,8,32 runs one point each")] = None,
+    request_rate: Annotated[str | None, typer.Option(help="Open loop: requests/s; a list runs one point each")] = None,
+    arrival: Annotated[str, typer.Option(help="Arrival process for --request-rate: poisson or constant")] = "poisson",
+    max_concurrency: Annotated[int | None, typer.Option(help="Cap on in-flight requests for --request-rate")] = None,
+    num_requests: Annotated[int | None, typer.Option(help="Measured requests per load point (default 100 unless --duration)")] = None,
+    duration: Annotated[float | None, typer.Option(help="Seconds per load point (stops sending after)")] = None,
+    warmup: Annotated[int, typer.Option(help="Warm-up requests per load point, not counted")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for prompts and arrivals")] = 0,
+    input_len: Annotated[int, typer.Option(help="Prompt length in tokens (exact, for the target tokenizer)")] = 128,
+    output_len: Annotated[int, typer.Option(help="Output length in tokens (max_tokens; exact with --ignore-eos)")] = 128,
+    tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer dir or cached hub name (default: the server's /tokenize)")] = None,
+    ignore_eos: Annotated[bool, typer.Option(help="Ask the server to ignore EOS so outputs have exact length")] = True,
+    stream: Annotated[bool, typer.Option(help="Stream tokens (SSE); --no-stream measures end-to-end latency only")] = True,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature")] = 0.0,
+    extra_body: Annotated[str | None, typer.Option(help="JSON object merged into every request body")] = None,
+    output_dir: Annotated[Path | None, typer.Option(help="Run directory (default: RESULTS_ROOT/<time>-<model>)")] = None,
+    results_root: Annotated[Path, typer.Option(help="Where new run directories are created")] = Path("results"),
+    connect_timeout: Annotated[float, typer.Option(help="Seconds to connect")] = 30.0,
+    read_timeout: Annotated[float, typer.Option(help="Seconds of silence allowed between chunks")] = 600.0,
+    request_timeout: Annotated[float | None, typer.Option(help="Seconds allowed per request in total")] = None,
+    grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
+    api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
+) -> None:
+    """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
+    config = make_config(
+        base_url=base_url, model=model, api=api, stream=stream,
+        concurrency=parse_list(concurrency, int, "--concurrency"),
+        request_rate=parse_list(request_rate, float, "--request-rate"),
+        arrival=arrival, max_concurrency=max_concurrency, num_requests=num_requests,
+        duration_s=duration, warmup=warmup, seed=seed, input_len=input_len, output_len=output_len,
+        tokenizer=tokenizer, ignore_eos=ignore_eos, temperature=temperature,
+        extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
+        results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
+        request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key,
+    )
+    control = RunControl(config.grace_period_s)
+    with RichBenchProgress(err) as progress:
+        result = bench(config, progress=progress, control=control, handle_signals=True,
+                       argv=sys.argv)
+    raise typer.Exit(report_result(result, as_json))

@@ -1,0 +1,42 @@
+"""The ``servemark`` command: one Typer app, one module per command group."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from servemark._version import __version__
+from servemark.cli.bench import bench_command
+from servemark.cli.demo import demo_command
+
+app = typer.Typer(
+    name="servemark",
+    help="Deploy, benchmark, profile and plan LLM inference serving (vLLM and any OpenAI-compatible endpoint).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"servemark {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit")] = False,
+) -> None:
+    """servemark: benchmark LLM serving correctly."""
+
+
+app.command("bench")(bench_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,1 @@
+"""HTTP client side: SSE framing, OpenAI request/response handling, transport."""

@@ -1,0 +1,132 @@
+"""OpenAI-compatible request bodies and response decoding (pure: bytes in, values out)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+APIS = ("completions", "chat")
+PATHS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
+
+
+@dataclass(frozen=True, slots=True)
+class RequestSpec:
+    """What to send: a prompt (completions) or messages (chat), and the lengths we asked for."""
+
+    request_id: int
+    api: str
+    prompt: str | None = None
+    messages: tuple[dict[str, str], ...] | None = None
+    input_len: int | None = None  # as counted by the target tokenizer (template applied for chat)
+    output_len: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    """Options shared by every request of a run."""
+
+    model: str
+    stream: bool = True
+    ignore_eos: bool = True
+    temperature: float | None = 0.0
+    extra_body: dict[str, Any] | None = None
+
+
+def build_body(spec: RequestSpec, opts: GenerationOptions) -> bytes:
+    """The JSON body for one request."""
+    body: dict[str, Any] = {"model": opts.model}
+    if spec.api == "chat":
+        body["messages"] = list(spec.messages or ())
+    else:
+        body["prompt"] = spec.prompt
+    if spec.output_len is not None:
+        body["max_tokens"] = spec.output_len
+    if opts.temperature is not None:
+        body["temperature"] = opts.temperature
+    if opts.ignore_eos:
+        body["ignore_eos"] = True  # vLLM/SGLang extension: outputs of exactly max_tokens
+    body["stream"] = opts.stream
+    if opts.stream:
+        body["stream_options"] = {"include_usage": True}
+    if opts.extra_body:
+        body.update(opts.extra_body)
+    return orjson.dumps(body)
+
+
+@dataclass(slots=True)
+class Delta:
+    """What one SSE event carried."""
+
+    text: str = ""
+    usage: dict[str, Any] | None = None
+    finish_reason: str | None = None
+    error: str | None = None
+
+
+class MalformedResponse(ValueError):
+    """A chunk or body that is not the JSON shape the OpenAI API defines."""
+
+
+def _error_text(obj: dict[str, Any]) -> str | None:
+    err = obj.get("error")
+    if isinstance(err, dict):
+        return str(err.get("message") or err)
+    if err:
+        return str(err)
+    if obj.get("object") == "error":
+        return str(obj.get("message") or obj)
+    return None
+
+
+def _choice_text(choice: dict[str, Any]) -> str:
+    if "text" in choice:  # completions
+        return choice.get("text") or ""
+    delta = choice.get("delta") or choice.get("message") or {}
+    parts = [delta.get("content") or ""]
+    # reasoning models stream their thinking in a separate field; it is generated text too
+    for key in ("reasoning_content", "reasoning"):
+        if delta.get(key):
+            parts.append(delta[key])
+    return "".join(parts)
+
+
+def decode_event(data: bytes) -> Delta:
+    """Decode one SSE data payload (not ``[DONE]``)."""
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedResponse(f"stream chunk is not JSON: {data[:80]!r}") from exc
+    if not isinstance(obj, dict):
+        raise MalformedResponse(f"stream chunk is not a JSON object: {data[:80]!r}")
+    out = Delta(error=_error_text(obj))
+    choices = obj.get("choices")
+    if choices:
+        if not isinstance(choices, list) or not isinstance(choices[0], dict):
+            raise MalformedResponse(f"unexpected 'choices' in chunk: {data[:80]!r}")
+        choice = choices[0]
+        out.text = _choice_text(choice)
+        out.finish_reason = choice.get("finish_reason")
+    usage = obj.get("usage")
+    if isinstance(usage, dict):
+        out.usage = usage
+    return out
+
+
+def decode_body(data: bytes) -> Delta:
+    """Decode a whole non-streaming response body."""
+    return decode_event(data)
+
+
+def error_from_body(body: bytes, limit: int = 300) -> str:
+    """A short, readable error text from an HTTP error response body."""
+    try:
+        obj = orjson.loads(body)
+        if isinstance(obj, dict):
+            text = _error_text(obj) or obj.get("detail") or obj.get("message")
+            if text:
+                return str(text)[:limit]
+    except orjson.JSONDecodeError:
+        pass
+    return body.decode("utf-8", "replace").strip()[:limit] or "(empty body)"

@@ -1,0 +1,165 @@
+"""Send one request and turn what comes back into a RequestRecord.
+
+The hot path per network read is: timestamp, SSE framing, one JSON decode per event, append.
+Token counting beyond ``usage`` and every derived metric happen after the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import aiohttp
+
+from servemark.client.openai import (
+    PATHS,
+    GenerationOptions,
+    MalformedResponse,
+    RequestSpec,
+    build_body,
+    decode_body,
+    decode_event,
+    error_from_body,
+)
+from servemark.client.sse import SSEParser
+from servemark.client.transport import HttpRequest, Transport
+from servemark.metrics.record import RequestRecord
+
+Clock = Callable[[], float]
+TokenCounter = Callable[[str], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """Where requests go and how they are authenticated (the key is never recorded)."""
+
+    base_url: str
+    headers: tuple[tuple[str, str], ...] = ()
+
+    def url(self, api: str) -> str:
+        return self.base_url.rstrip("/") + PATHS[api]
+
+
+def _classify(exc: BaseException) -> tuple[str, str]:
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return "timeout", "timed out waiting for the server"
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return "connection", f"connection dropped: {exc}"
+    if isinstance(exc, aiohttp.ClientConnectionError | ConnectionError | OSError):
+        return "connection", f"connection error: {exc}"
+    if isinstance(exc, MalformedResponse):
+        return "malformed", str(exc)
+    return "client_error", f"{type(exc).__name__}: {exc}"
+
+
+async def execute(
+    transport: Transport,
+    target: Target,
+    spec: RequestSpec,
+    opts: GenerationOptions,
+    *,
+    t0: float,
+    load_point: str = "",
+    scheduled_s: float | None = None,
+    clock: Clock = time.perf_counter,
+    count_tokens: TokenCounter | None = None,
+) -> RequestRecord:
+    """Run one request to completion; never raises for request-level failures."""
+    headers = {"Content-Type": "application/json", **dict(target.headers)}
+    if opts.stream:
+        headers["Accept"] = "text/event-stream"
+    request = HttpRequest("POST", target.url(spec.api), build_body(spec, opts), headers)
+    rec = RequestRecord(
+        request_id=spec.request_id,
+        load_point=load_point,
+        endpoint=target.base_url,
+        api=spec.api,
+        start_s=0.0,
+        end_s=0.0,
+        scheduled_s=scheduled_s,
+        requested_input_tokens=spec.input_len,
+        requested_output_tokens=spec.output_len,
+        streamed=opts.stream,
+    )
+    times = rec.chunk_times_s
+    texts: list[str] = []
+    usage: dict | None = None
+    done = False
+    finish: str | None = None
+    start = clock()
+    rec.start_s = start - t0
+    try:
+        async with transport.open(request) as resp:
+            rec.status = resp.status
+            if resp.status != 200:
+                body = await resp.read()
+                rec.error_kind = "http_status"
+                rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
+            elif opts.stream:
+                parser = SSEParser()
+                async for chunk in resp.iter_chunks():
+                    now = clock()
+                    for data in parser.feed(chunk):
+                        if data == b"[DONE]":
+                            done = True
+                            continue
+                        delta = decode_event(data)
+                        if delta.error:
+                            rec.error_kind, rec.error = "server_error", delta.error
+                        if delta.text:
+                            times.append(now - start)
+                            texts.append(delta.text)
+                        if delta.finish_reason:
+                            finish = delta.finish_reason
+                        if delta.usage:
+                            usage = delta.usage
+                for data in parser.close():
+                    if data == b"[DONE]":
+                        done = True
+                    else:
+                        delta = decode_event(data)
+                        if delta.usage:
+                            usage = delta.usage
+                if rec.error_kind is None and not done:
+                    rec.error_kind = "truncated"
+                    rec.error = "stream ended before [DONE]"
+            else:
+                delta = decode_body(await resp.read())
+                if delta.error:
+                    rec.error_kind, rec.error = "server_error", delta.error
+                texts.append(delta.text)
+                usage, finish = delta.usage, delta.finish_reason
+    except asyncio.CancelledError:
+        # Our runner cancels in-flight requests only on a second Ctrl-C; it wants the partial
+        # record back, so the cancellation ends here (the task completes normally).
+        rec.error_kind, rec.error = "cancelled", "cancelled by the user"
+    except Exception as exc:  # a failed request is data, not an exception
+        rec.error_kind, rec.error = _classify(exc)
+    rec.end_s = clock() - t0
+    rec.finish_reason = finish
+    rec.ok = rec.error_kind is None
+    _finish_counts(rec, texts, usage, count_tokens)
+    return rec
+
+
+def _finish_counts(
+    rec: RequestRecord, texts: list[str], usage: dict | None, count_tokens: TokenCounter | None
+) -> None:
+    text = "".join(texts)
+    rec.output_chars = len(text)
+    if usage and usage.get("completion_tokens") is not None:
+        rec.output_tokens = int(usage["completion_tokens"])
+        if usage.get("prompt_tokens") is not None:
+            rec.input_tokens = int(usage["prompt_tokens"])
+        rec.token_source = "usage"
+        return
+    rec.input_tokens = rec.requested_input_tokens
+    if count_tokens is not None:
+        rec.output_tokens = count_tokens(text) if text else 0
+        rec.token_source = "tokenizer"
+    elif rec.streamed:
+        rec.output_tokens = len(rec.chunk_times_s)
+        rec.token_source = "chunks"
+

@@ -1,0 +1,65 @@
+"""Incremental Server-Sent Events framing on raw bytes (no I/O, no JSON).
+
+Follows the WHATWG event-stream rules that matter for LLM servers: lines end in LF, CR or CRLF
+(a CRLF may be split across network reads), ``data:`` lines of one event are joined with LF,
+lines starting with ``:`` are comments, a blank line dispatches the event. Only ``data`` payloads
+are returned; OpenAI-style servers carry everything there.
+"""
+
+from __future__ import annotations
+
+
+class SSEParser:
+    """Feed it network reads in any split; it returns the data payloads of completed events."""
+
+    __slots__ = ("_buf", "_data", "_pending_cr")
+
+    def __init__(self) -> None:
+        self._buf = b""
+        self._data: list[bytes] = []
+        self._pending_cr = False
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Consume one read; return the ``data`` payload of every event it completed."""
+        if self._pending_cr:
+            self._pending_cr = False
+            if chunk[:1] == b"\n":
+                chunk = chunk[1:]
+        if b"\r" in chunk:
+            self._pending_cr = chunk.endswith(b"\r")
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if self._buf:
+            chunk = self._buf + chunk
+        lines = chunk.split(b"\n")
+        self._buf = lines.pop()
+        events: list[bytes] = []
+        data = self._data
+        for line in lines:
+            if not line:
+                if data:
+                    events.append(data[0] if len(data) == 1 else b"\n".join(data))
+                    data = self._data = []
+                continue
+            if line[:5] == b"data:":
+                value = line[5:]
+                data.append(value[1:] if value[:1] == b" " else value)
+            elif line == b"data":
+                data.append(b"")
+            # other fields (event, id, retry) and ':' comments carry nothing we use
+        return events
+
+    def close(self) -> list[bytes]:
+        """End of stream: a final event without its blank line is still delivered (lenient)."""
+        events: list[bytes] = []
+        if self._buf:
+            events.extend(self.feed(b"\n"))
+        if self._data:
+            data = self._data
+            events.append(data[0] if len(data) == 1 else b"\n".join(data))
+            self._data = []
+        return events
+
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of an unfinished line still buffered (for diagnosing truncated streams)."""
+        return len(self._buf) + sum(len(d) for d in self._data)

@@ -1,0 +1,1 @@
+"""The embedded default: a tiny model built offline, served by a real vLLM, benchmarked."""

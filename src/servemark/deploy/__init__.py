@@ -1,0 +1,1 @@
+"""Processes and jobs we start (vLLM servers, later replicas, Ray, SLURM) and their cleanup."""

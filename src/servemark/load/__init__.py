@@ -1,0 +1,1 @@
+"""Load generation: arrival schedules (pure) and the runner that drives requests."""

@@ -1,0 +1,184 @@
+"""Drive one load point: closed loop (N in flight) or open loop (arrival schedule).
+
+The runner owns *when* requests start and how a run stops; sending is a callback that returns a
+RequestRecord, and every finished record goes straight to ``on_record`` (which writes it).
+Stopping: ``RunControl.interrupt()`` once stops sending and lets in-flight requests finish within
+a grace period; a second call (or the grace period running out) cancels them, and their partial
+records are still delivered, marked ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+
+from servemark.client.openai import RequestSpec
+from servemark.load.schedule import LoadPoint, arrival_offsets
+from servemark.metrics.record import RequestRecord
+
+# send(spec, intended_send_time): the time is a reading of ``clock`` (None in closed loop)
+Send = Callable[[RequestSpec, float | None], Awaitable[RequestRecord]]
+OnRecord = Callable[[RequestRecord], None]
+
+
+class RunControl:
+    """Stop signals shared between a signal handler and the runner (create, then pass around)."""
+
+    def __init__(self, grace_period_s: float = 30.0) -> None:
+        self.grace_period_s = grace_period_s
+        self.stop_requested = False
+        self.cancel_requested = False
+        self._stop = asyncio.Event()
+        self._cancel = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def bind(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+
+    def interrupt(self) -> None:
+        """First call: stop sending (grace period starts). Second call: cancel in-flight."""
+        if not self.stop_requested:
+            self.stop_requested = True
+            self._stop.set()
+            if self._loop is not None and self.grace_period_s is not None:
+                self._loop.call_later(self.grace_period_s, self.cancel)
+        else:
+            self.cancel()
+
+    def cancel(self) -> None:
+        self.stop_requested = self.cancel_requested = True
+        self._stop.set()
+        self._cancel.set()
+
+    async def wait_stop(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds; True if a stop was requested meanwhile."""
+        if self.stop_requested:
+            return True
+        if timeout <= 0:
+            return False
+        try:
+            await asyncio.wait_for(self._stop.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def wait_cancel(self) -> None:
+        await self._cancel.wait()
+
+
+@dataclass
+class LiveCounters:
+    """What the progress display shows while a point runs."""
+
+    sent: int = 0
+    done: int = 0
+    failed: int = 0
+    in_flight: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class PointOutcome:
+    sent: int
+    interrupted: bool
+    wall_s: float
+
+
+async def _await_tasks(tasks: set[asyncio.Task[None]], control: RunControl) -> None:
+    """Wait for tasks; if a cancel is requested meanwhile, cancel the ones still running."""
+    if not tasks:
+        return
+    cancel_waiter = asyncio.ensure_future(control.wait_cancel())
+    pending: set[asyncio.Future[None]] = set(tasks)
+    try:
+        while pending:
+            done, _ = await asyncio.wait(pending | {cancel_waiter}, return_when=asyncio.FIRST_COMPLETED)
+            pending -= done
+            if cancel_waiter in done:
+                for t in pending:
+                    t.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
+    finally:
+        cancel_waiter.cancel()
+
+
+async def run_point(
+    point: LoadPoint,
+    specs: Iterator[RequestSpec],
+    send: Send,
+    on_record: OnRecord,
+    *,
+    num_requests: int | None,
+    duration_s: float | None,
+    control: RunControl,
+    live: LiveCounters | None = None,
+    rng: random.Random | None = None,
+    clock: Callable[[], float] = time.perf_counter,
+) -> PointOutcome:
+    """Run one load point until ``num_requests`` are sent, ``duration_s`` passes, or a stop."""
+    live = live or LiveCounters()
+    start = clock()
+    deadline = start + duration_s if duration_s else None
+    budget = num_requests if num_requests is not None else -1
+
+    def take() -> RequestSpec | None:
+        nonlocal budget
+        if control.stop_requested or budget == 0:
+            return None
+        if deadline is not None and clock() >= deadline:
+            return None
+        spec = next(specs, None)
+        if spec is not None and budget > 0:
+            budget -= 1
+        return spec
+
+    async def one(spec: RequestSpec, scheduled: float | None) -> None:
+        live.sent += 1
+        live.in_flight += 1
+        try:
+            rec = await send(spec, scheduled)
+        finally:
+            live.in_flight -= 1
+        live.done += 1
+        if not rec.ok and rec.error_kind != "cancelled":
+            live.failed += 1
+        live.output_tokens += rec.output_tokens or 0
+        on_record(rec)
+
+    tasks: set[asyncio.Task[None]] = set()
+    if not point.is_open_loop:
+        async def worker() -> None:
+            while (spec := take()) is not None:
+                await one(spec, None)
+
+        tasks = {asyncio.create_task(worker()) for _ in range(point.concurrency or 1)}
+    else:
+        assert point.request_rate is not None
+        sem = asyncio.Semaphore(point.max_concurrency) if point.max_concurrency else None
+
+        async def limited(spec: RequestSpec, scheduled: float) -> None:
+            if sem is None:
+                await one(spec, scheduled)
+                return
+            async with sem:
+                await one(spec, scheduled)
+
+        offsets = arrival_offsets(point.request_rate, point.arrival, rng or random.Random(0))
+        for offset in offsets:
+            if deadline is not None and start + offset >= deadline:
+                break
+            if await control.wait_stop(start + offset - clock()):
+                break
+            spec = take()
+            if spec is None:
+                break
+            task = asyncio.create_task(limited(spec, start + offset))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+        tasks = set(tasks)
+    await _await_tasks(tasks, control)
+    return PointOutcome(sent=live.sent, interrupted=control.stop_requested, wall_s=clock() - start)

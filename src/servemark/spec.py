@@ -1,0 +1,93 @@
+"""Benchmark configuration (pydantic): the one place defaults live, validated with clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from servemark.errors import ConfigError
+from servemark.load.schedule import LoadPoint
+
+DEFAULT_NUM_REQUESTS = 100
+
+
+class BenchConfig(BaseModel):
+    """Everything ``servemark bench`` needs. Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str = Field(description="server root, e.g. http://localhost:8000")
+    model: str | None = Field(None, description="served model name; default: the only one served")
+    api: Literal["completions", "chat"] = "completions"
+    stream: bool = True
+
+    concurrency: list[int] | None = None
+    request_rate: list[float] | None = None
+    arrival: Literal["poisson", "constant"] = "poisson"
+    max_concurrency: int | None = Field(None, ge=1)
+    num_requests: int | None = Field(None, ge=1)
+    duration_s: float | None = Field(None, gt=0)
+    warmup: int = Field(0, ge=0)
+    seed: int = 0
+
+    input_len: int = Field(128, ge=1)
+    output_len: int = Field(128, ge=1)
+    tokenizer: str | None = None
+    ignore_eos: bool = True
+    temperature: float | None = Field(0.0, ge=0)
+    extra_body: dict[str, Any] | None = None
+
+    output_dir: Path | None = None
+    results_root: Path = Path("results")
+    connect_timeout_s: float = Field(30.0, gt=0)
+    read_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float | None = Field(None, gt=0)
+    grace_period_s: float = Field(30.0, ge=0)
+    api_key: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> BenchConfig:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {self.base_url!r} must start with http:// or https://")
+        if self.concurrency is not None and self.request_rate is not None:
+            raise ValueError("give either concurrency (closed loop) or request_rate (open loop), not both")
+        if self.concurrency is not None and (not self.concurrency or min(self.concurrency) < 1):
+            raise ValueError("concurrency values must be integers ≥ 1")
+        if self.request_rate is not None and (not self.request_rate or min(self.request_rate) <= 0):
+            raise ValueError("request_rate values must be > 0 requests/s")
+        if self.max_concurrency is not None and self.request_rate is None:
+            raise ValueError("max_concurrency applies to request_rate runs; for closed loop use concurrency")
+        return self
+
+    @property
+    def effective_num_requests(self) -> int | None:
+        """Requests per load point: as given, or the default when no duration bounds the run."""
+        if self.num_requests is None and self.duration_s is None:
+            return DEFAULT_NUM_REQUESTS
+        return self.num_requests
+
+    def load_points(self) -> list[LoadPoint]:
+        if self.request_rate is not None:
+            return [LoadPoint(request_rate=r, arrival=self.arrival, max_concurrency=self.max_concurrency)
+                    for r in self.request_rate]
+        return [LoadPoint(concurrency=c) for c in (self.concurrency or [1])]
+
+    def public_dict(self) -> dict[str, Any]:
+        """The config as recorded in results: secrets dropped."""
+        data = self.model_dump(mode="json", exclude={"api_key"})
+        data["api_key_set"] = self.api_key is not None
+        return data
+
+
+def make_config(**kwargs: Any) -> BenchConfig:
+    """Build a BenchConfig, turning pydantic's errors into one ConfigError line."""
+    try:
+        return BenchConfig(**kwargs)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid {loc}: {msg}" if err["loc"] else msg,
+                          "see `servemark bench --help`") from exc

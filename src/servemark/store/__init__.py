@@ -1,0 +1,1 @@
+"""Run directories: layout, incremental writers, tolerant readers."""

@@ -1,0 +1,1 @@
+"""Workloads: what each request sends (token-exact synthetic prompts; more in later issues)."""
