@@ -1,0 +1,3 @@
+from servemark.stub.server import main
+
+main()
