@@ -19,7 +19,7 @@ from typing import Any
 from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
-from servemark.client.transport import AiohttpTransport, Timeouts, Transport
+from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
 from servemark.errors import ConfigError
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
@@ -81,6 +81,19 @@ def _cycle(pool: list[RequestSpec], first_id: int) -> Iterator[RequestSpec]:
         yield RequestSpec(first_id + i, spec.api, spec.prompt, spec.messages, spec.input_len,
                           spec.output_len)
         i += 1
+
+
+async def _prewarm(transport: Transport, base_url: str, n: int, headers: dict[str, str]) -> None:
+    """Open ``n`` pooled connections before measuring, so a burst of TCP handshakes at the
+    start of a load point is not counted as time to first token."""
+    url = base_url.rstrip("/") + "/v1/models"
+
+    async def one() -> None:
+        with contextlib.suppress(Exception):
+            async with transport.open(HttpRequest("GET", url, None, headers)) as resp:
+                await resp.read()
+
+    await asyncio.gather(*(one() for _ in range(n)))
 
 
 async def abench(
@@ -182,6 +195,8 @@ async def abench(
                 if control.stop_requested:
                     break
 
+            await _prewarm(transport, config.base_url,
+                           min(point.concurrency or point.max_concurrency or 16, 1024), headers)
             records: list[RequestRecord] = []
             live = LiveCounters()
 

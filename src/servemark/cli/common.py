@@ -20,7 +20,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {redact_text(message)}", highlight=False)
+    err.print(f"[bold red]error:[/bold red] {redact_text(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 

@@ -5,6 +5,7 @@ Turns every way this can go wrong into one EndpointError with a message and a fi
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -36,8 +37,14 @@ async def probe(transport: Transport, base_url: str, model: str | None,
     try:
         status, body = await _get(transport, base + "/v1/models", headers)
     except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
+        reason = str(exc) or type(exc).__name__
+        os_error = getattr(exc, "os_error", None)
+        if isinstance(os_error, OSError) and os_error.errno:
+            reason = os.strerror(os_error.errno).lower()
+        elif isinstance(exc, TimeoutError):
+            reason = "timed out"
         raise EndpointUnreachable(
-            f"cannot reach {base}: {exc}",
+            f"cannot reach {base}: {reason}",
             "check that the server is running and that --base-url (scheme, host, port) is right",
         ) from exc
     if status in (401, 403):
