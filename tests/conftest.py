@@ -79,7 +79,8 @@ class StubProcess:
                 return
             except OSError:
                 if self.proc.poll() is not None:
-                    raise RuntimeError(self.proc.stderr.read().decode() if self.proc.stderr else "stub died")
+                    err = self.proc.stderr.read().decode() if self.proc.stderr else "stub died"
+                    raise RuntimeError(err) from None
                 time.sleep(0.05)
         raise RuntimeError("stub server did not start")
 

@@ -117,7 +117,7 @@ async def abench(
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
-    transport = transport or AiohttpTransport(
+    net: Transport = transport or AiohttpTransport(
         max_connections=max_conn,
         timeouts=Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s),
     )
@@ -126,7 +126,7 @@ async def abench(
     doc: dict[str, Any] = {}
     try:
         progress.message(f"probing {config.base_url}")
-        info = await probe(transport, config.base_url, config.model, headers)
+        info = await probe(net, config.base_url, config.model, headers)
         model = config.model
         if model is None:
             if len(info.models) != 1:
@@ -184,7 +184,7 @@ async def abench(
             label = point.label
 
             async def send(spec: RequestSpec, scheduled: float | None, label: str = label) -> RequestRecord:
-                return await execute(transport, target, spec, opts, t0=t0, load_point=label,
+                return await execute(net, target, spec, opts, t0=t0, load_point=label,
                                      scheduled_s=None if scheduled is None else scheduled - t0)
 
             if warm:
@@ -195,7 +195,7 @@ async def abench(
                 if control.stop_requested:
                     break
 
-            await _prewarm(transport, config.base_url,
+            await _prewarm(net, config.base_url,
                            min(point.concurrency or point.max_concurrency or 16, 1024), headers)
             records: list[RequestRecord] = []
             live = LiveCounters()
@@ -236,7 +236,7 @@ async def abench(
         if writer is not None:
             writer.close()
         if own_transport:
-            await transport.close()
+            await net.close()
         if handle_signals:
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signal.SIGINT)

@@ -13,9 +13,9 @@ from servemark.api import bench
 from servemark.cli.bench import report_result
 from servemark.cli.common import err, handle_errors, parse_list
 from servemark.cli.progress import RichBenchProgress
+from servemark.demo.tinymodel import build_tiny_model
 from servemark.deploy.local import VllmServer, require_vllm
 from servemark.deploy.readiness import LoadProgress
-from servemark.demo.tinymodel import build_tiny_model
 from servemark.load.runner import RunControl
 from servemark.spec import make_config
 

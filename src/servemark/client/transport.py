@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -37,7 +37,7 @@ class StreamResponse(Protocol):
 
 
 class Transport(Protocol):
-    def open(self, request: HttpRequest) -> AsyncIterator[StreamResponse]:
+    def open(self, request: HttpRequest) -> AbstractAsyncContextManager[StreamResponse]:
         """An async context manager around one response (``async with t.open(req) as resp``)."""
         ...
 

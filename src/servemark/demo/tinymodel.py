@@ -101,9 +101,9 @@ def build_tiny_model(root: Path | None = None, force: bool = False) -> Path:
             bos_token_id=bos_id,
             eos_token_id=tok.eos_token_id,
             tie_word_embeddings=False,
-            torch_dtype="bfloat16",
         )
-        model = LlamaForCausalLM(config).to(torch.bfloat16)
+        config.dtype = torch.bfloat16  # recorded in config.json as the checkpoint dtype
+        model = LlamaForCausalLM(config).to(torch.bfloat16)  # type: ignore[arg-type]
         model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "servemark.json").write_text(json.dumps({"built_by": "servemark", "version": MODEL_VERSION}))
         if dest.exists():

@@ -38,7 +38,7 @@ class Distribution:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Distribution:
-        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})
+        return cls(**{k: data.get(k) for k in cls.__dataclass_fields__})  # type: ignore[arg-type]
 
 
 def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:

@@ -62,7 +62,7 @@ class PointSummary:
         kwargs["errors_by_kind"] = dict(data.get("errors_by_kind") or {})
         kwargs["token_sources"] = dict(data.get("token_sources") or {})
         kwargs["input_len_mismatches"] = int(data.get("input_len_mismatches") or 0)
-        return cls(**kwargs)
+        return cls(**kwargs)  # type: ignore[arg-type]
 
 
 def _rate(total: float, duration: float | None) -> float | None:

@@ -82,8 +82,8 @@ class HFTokenizer:
                 "use --api completions, or a tokenizer with a chat_template",
             )
         out = self._tok.apply_chat_template(list(messages), tokenize=True, add_generation_prompt=True)
-        if isinstance(out, dict) or hasattr(out, "keys"):
-            out = out["input_ids"]
+        if hasattr(out, "keys"):  # newer transformers return a BatchEncoding
+            out = out["input_ids"]  # type: ignore[index,call-overload]
         return len(out)
 
     @cached_property
