@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servemark.client.fasthttp import FastTransport
 from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
@@ -117,9 +118,10 @@ async def abench(
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
-    net: Transport = transport or AiohttpTransport(
-        max_connections=max_conn,
-        timeouts=Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s),
+    timeouts = Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s)
+    net: Transport = transport or (
+        FastTransport(max_conn, timeouts) if config.http_client == "fast"
+        else AiohttpTransport(max_conn, timeouts)
     )
     headers = _auth_headers(config)
     writer: RunWriter | None = None

@@ -46,6 +46,7 @@ class BenchConfig(BaseModel):
     request_timeout_s: float | None = Field(None, gt=0)
     grace_period_s: float = Field(30.0, ge=0)
     api_key: SecretStr | None = None
+    http_client: Literal["fast", "aiohttp"] = "fast"
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:
