@@ -130,3 +130,32 @@ def fit(points: Sequence[Point], start: Factors | None = None,
                     best, best_loss = cand, cur
             span[n] /= 3.0
     return best
+
+
+def points_from_run(doc: dict[str, Any], token_means: dict[str, tuple[float, float]], setup: Setup,
+                    label: str) -> list[Point]:
+    """Closed-loop points of one run (summary.json as a dict). ``token_means`` maps a load point
+    to its measured mean (input, output) tokens per request; the config's lengths are the
+    fallback. Open-loop (request-rate) points are skipped: the predictor models closed loops."""
+    cfg = doc.get("config") or {}
+    out = []
+    for s in doc.get("points") or []:
+        conc = s.get("concurrency")
+        if not conc or not s.get("completed"):
+            continue
+        ins, outs = token_means.get(s["label"], (cfg.get("input_len"), cfg.get("output_len")))
+        if not ins or not outs:
+            continue
+        measured: dict[str, float] = {}
+        ttft = (s.get("ttft_s") or {}).get("mean")
+        tpot = (s.get("tpot_s") or {}).get("mean")
+        if ttft:
+            measured["ttft_ms"] = ttft * 1e3
+        if tpot:
+            measured["itl_ms"] = tpot * 1e3
+        if s.get("output_tokens_per_s"):
+            measured["output_tokens_per_s"] = float(s["output_tokens_per_s"])
+        if measured:
+            out.append(Point(f"{label}:{s['label']}", setup, "serving", round(ins), round(outs), int(conc),
+                             measured, set="run", source=label))
+    return out
