@@ -16,8 +16,16 @@ from servemark.errors import ConfigError
 from servemark.plan import advise as advise_mod
 from servemark.plan.arch import ModelArch
 from servemark.plan.calibrate import compare, fit, mape
-from servemark.plan.catalog import GIB, GPU, custom_gpu, get_gpu, gpu_catalog, model_names, resolve_model
-from servemark.plan.memory import Runtime, kv_bytes_per_token, model_dtype, norm_dtype, plan_memory
+from servemark.plan.catalog import (
+    GIB,
+    GPU,
+    custom_gpu,
+    get_gpu,
+    gpu_catalog,
+    model_names,
+    resolve_model,
+)
+from servemark.plan.memory import Runtime, model_dtype, norm_dtype, plan_memory
 from servemark.plan.predict import FIT_START, Factors, Setup, serving, static_batch
 from servemark.plan.runs import load_run_points
 from servemark.plan.validate import SETS, refit_defaults, validate
