@@ -293,7 +293,7 @@ class FastTransport:
             break
         ok = False
         try:
-            yield resp  # type: ignore[misc]
+            yield resp
             ok = True
         finally:
             if ok and resp.reusable:
