@@ -46,27 +46,29 @@ def main() -> None:
     parser.add_argument("--concurrency", default="64,256")
     parser.add_argument("--num-requests", type=int, default=2500)
     parser.add_argument("--output-len", type=int, default=256)
+    parser.add_argument("--http-client", default="fast,aiohttp", help="clients to compare")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1:
         os.sched_setaffinity(0, {0})
     port = free_port()
     stub = start_stub(port)
     try:
-        print(f"{'concurrency':>11} {'req/s':>9} {'tokens/s':>11} {'client CPU s':>12} "
+        print(f"{'client':>8} {'concurrency':>11} {'req/s':>9} {'tokens/s':>11} {'client CPU s':>12} "
               f"{'tokens/CPU-s':>13}")
-        for c in [int(x) for x in args.concurrency.split(",")]:
+        runs = [(h, int(c)) for h in args.http_client.split(",") for c in args.concurrency.split(",")]
+        for client, c in runs:
             with tempfile.TemporaryDirectory() as tmp:
                 cfg = servemark.BenchConfig(
                     base_url=f"http://127.0.0.1:{port}", concurrency=[c],
                     num_requests=args.num_requests, input_len=128, output_len=args.output_len,
-                    output_dir=Path(tmp) / "run")
+                    output_dir=Path(tmp) / "run", http_client=client)
                 cpu0 = time.process_time()
                 result = servemark.bench(cfg)
                 cpu = time.process_time() - cpu0
             p = result.points[0]
             assert p.completed == args.num_requests, p.errors_by_kind
             tokens = p.output_tokens_total
-            print(f"{c:>11} {p.requests_per_s:>9.1f} {p.output_tokens_per_s:>11,.0f} {cpu:>12.2f} "
+            print(f"{client:>8} {c:>11} {p.requests_per_s:>9.1f} {p.output_tokens_per_s:>11,.0f} {cpu:>12.2f} "
                   f"{tokens / cpu:>13,.0f}")
     finally:
         stub.terminate()

