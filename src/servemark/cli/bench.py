@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
@@ -22,11 +23,11 @@ def report_result(result: BenchResult, as_json: bool) -> int:
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
-        out.print(summary_table(result.points, title=f"{result.model} @ {result.endpoint.base_url}"))
+        out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
         for line in error_lines(result.points):
-            err.print(f"[red]errors[/red] {line}")
+            err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
-        err.print(f"{state}results: {result.run_dir}")
+        err.print(f"{state}results: {escape(str(result.run_dir))}")
     if result.partial:
         return 130
     if any(p.completed == 0 for p in result.points):
