@@ -146,34 +146,40 @@ class _Response:
         """Remove every complete chunk from the buffer; return their payload and whether the
         terminating zero-size chunk was seen."""
         buf = self._conn.buf
-        out = bytearray()
+        data = bytes(buf)
+        find = data.find
+        n = len(data)
+        out: list[bytes] = []
         pos = 0
-        n = len(buf)
         finished = False
         while True:
-            eol = buf.find(b"\r\n", pos)
+            eol = find(b"\r\n", pos)
             if eol < 0:
                 break
-            size_text = bytes(buf[pos:eol]).split(b";", 1)[0].strip()
             try:
-                size = int(size_text, 16)
+                size = int(data[pos:eol], 16)
             except ValueError:
-                raise HttpProtocolError(f"bad chunk size {size_text[:20]!r}") from None
+                size_text = data[pos:eol].split(b";", 1)[0].strip()  # chunk extensions
+                try:
+                    size = int(size_text, 16)
+                except ValueError:
+                    raise HttpProtocolError(f"bad chunk size {size_text[:20]!r}") from None
             if size == 0:
                 # the last chunk: optional trailers, then an empty line
-                end = buf.find(b"\r\n\r\n", eol)
+                end = find(b"\r\n\r\n", eol)
                 if end >= 0:
                     pos = end + 4
                     finished = True
                 break
             start = eol + 2
-            if start + size + 2 > n:
+            stop = start + size
+            if stop + 2 > n:
                 break
-            out += buf[start:start + size]
-            pos = start + size + 2
+            out.append(data[start:stop])
+            pos = stop + 2
         if pos:
             del buf[:pos]
-        return bytes(out), finished
+        return (out[0] if len(out) == 1 else b"".join(out)), finished
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         conn = self._conn
