@@ -121,7 +121,7 @@ def latency_throughput_plot(runs: Sequence[RunData]) -> Plot:
                             label=f"{run.label} {stat}")
                     n += 1
             for p in pts:
-                value = getattr(getattr(p, attr), "p50")
+                value = getattr(p, attr).p50
                 if value is not None:
                     ax.annotate(p.label, (p.total_tokens_per_s, value * 1000.0), fontsize="x-small",
                                 textcoords="offset points", xytext=(3, 3))

@@ -44,7 +44,7 @@ def summary_table(run: RunData) -> Table:
         ["total tokens/s", *[num(p.total_tokens_per_s) for p in points]],
     ]
     for name, attr in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s")):
-        for stat in ("mean", "p50", "p90", "p95", "p99"):
+        for stat in ("mean", "p50", "p90", "p99"):
             rows.append([f"{name} {stat} (ms)", *[ms(getattr(getattr(p, attr), stat)) for p in points]])
     return Table(f"Summary — {run.label}", ["metric", *[p.label for p in points]], rows)
 

@@ -202,13 +202,13 @@ class Catalog:
 
     def get(self, ref: str) -> RunEntry:
         """A run by id, unique id prefix, or directory path."""
+        rows = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (ref,)).fetchall()
         path = Path(ref)
-        if (path / SUMMARY_JSON).exists():
+        if not rows and (path / SUMMARY_JSON).is_file():  # a directory: catalogue it if new
             rid = run_id_for(path, self.root)
             if not self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", (rid,)).fetchone():
                 self.register(path)
-            ref = rid
-        rows = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (ref,)).fetchall()
+            rows = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (rid,)).fetchall()
         if not rows:
             rows = self.db.execute("SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\'",
                                    (_like_prefix(ref),)).fetchall()
@@ -305,6 +305,21 @@ def write_parquet(rows: list[dict[str, Any]], out: Path) -> None:
         pq.write_table(table, out)
     except OSError as exc:
         raise ResultsError(f"cannot write {out}: {exc}", "pick a writable --out") from exc
+
+
+def resolve_run(ref: str, results_root: Path) -> Path:
+    """A run directory from a path or a catalog id (or unique id prefix) under results_root."""
+    path = Path(ref)
+    if (path / SUMMARY_JSON).is_file():
+        return path
+    if path.exists():
+        raise ConfigError(f"{ref} is not a servemark run directory (no {SUMMARY_JSON})",
+                          "pass a directory written by `servemark bench`")
+    if not catalog_path(results_root).exists() and not Path(results_root).is_dir():
+        raise ConfigError(f"{ref!r} is neither a run directory nor a run in {results_root}",
+                          "pass a run directory, or --results-root where the catalog lives")
+    with Catalog(results_root) as cat:
+        return cat.get(ref).path
 
 
 def catalog_root_for(run_dir: Path, results_root: Path) -> Path:
