@@ -125,11 +125,12 @@ def runs_list(
         _dump([_entry_dict(e) for e in entries])
         return
     t = RichTable(title=f"runs in {results_root}", header_style="bold", title_justify="left")
-    for col in ("run", "started (UTC)", "model", "status", "points", "ok", "failed", "max tokens/s", "tags"):
-        t.add_column(col)
+    t.add_column("run", no_wrap=True)
+    for col in ("started (UTC)", "model", "status", "points", "ok", "failed", "tokens/s max", "tags"):
+        t.add_column(col, overflow="fold")
     for e in entries:
         tps = e.row.get("max_total_tokens_per_s")
-        t.add_row(e.run_id, str(e.started_at), str(e.model), str(e.status), str(e.row["num_points"]),
+        t.add_row(e.run_id, str(e.started_at or "–")[:16].replace("T", " "), str(e.model), str(e.status), str(e.row["num_points"]),
                   str(e.row["completed"]), str(e.row["failed"]), "–" if tps is None else f"{tps:.1f}",
                   ", ".join(e.tags))
     out.print(t)

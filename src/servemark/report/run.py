@@ -89,6 +89,10 @@ def load_runs(paths: Sequence[Path]) -> list[RunData]:
     for run in runs:
         if counts[run.label] > 1:
             run.label = f"{run.label} [{run.path.name}]"
+    labels = [r.label for r in runs]
+    for i, run in enumerate(runs):  # same directory names too: number them
+        if labels.count(run.label) > 1:
+            run.label = f"{run.label} #{i + 1}"
     return runs
 
 

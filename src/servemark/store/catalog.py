@@ -205,6 +205,9 @@ class Catalog:
         rows = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (ref,)).fetchall()
         path = Path(ref)
         if not rows and (path / SUMMARY_JSON).is_file():  # a directory: catalogue it if new
+            if not path.resolve().is_relative_to(self.root.resolve()):
+                raise ConfigError(f"{ref} is not under the results root {self.root}",
+                                  "pass --results-root, the directory that holds the run")
             rid = run_id_for(path, self.root)
             if not self.db.execute("SELECT 1 FROM runs WHERE run_id = ?", (rid,)).fetchone():
                 self.register(path)
