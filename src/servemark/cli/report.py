@@ -43,7 +43,7 @@ def _dump(data: Any) -> None:
 
 @handle_errors
 def report_command(
-    runs: Annotated[list[str], typer.Argument(help="Run directories (or catalog ids)", show_default=False)],
+    runs: Annotated[list[str], typer.Argument(help="Run directories (or catalog ids)", show_default=False, metavar="RUN...")],
     out_dir: Annotated[Path | None, typer.Option("--out", help="Output directory (default: RUN_DIR/report for one run, ./report-<time> for several)")] = None,
     results_root: ResultsRoot = Path("results"),
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap used when comparing several runs")] = 0,
@@ -58,7 +58,7 @@ def report_command(
 
 @handle_errors
 def compare_command(
-    runs: Annotated[list[str], typer.Argument(help="Baseline first, then candidates; a,b,c groups repeated runs", show_default=False)],
+    runs: Annotated[list[str], typer.Argument(help="Baseline first, then candidates; a,b,c groups repeated runs", show_default=False, metavar="RUN_A RUN_B...")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON on stdout")] = False,
     fail_if: Annotated[list[str] | None, typer.Option("--fail-if", help='Exit 1 when a change crosses a threshold, e.g. "ttft_p99 > +10%" or "throughput < -5%" (repeatable)')] = None,
     n_boot: Annotated[int, typer.Option(help="Bootstrap resamples")] = 2000,

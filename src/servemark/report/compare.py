@@ -270,7 +270,8 @@ def comparison_tables(comp: Comparison, metrics: Sequence[str] | None = None) ->
             rel = "–" if d.rel_delta is None else f"{d.rel_delta * 100:+.1f}%"
             ci = "–" if d.ci_low is None else f"[{d.ci_low:+.2f}, {d.ci_high:+.2f}]"
             verdict = {None: "", True: "significant", False: "no significant change"}[d.significant]
-            rows.append([f"{d.metric} {d.unit}", _fmt(d.baseline, d.unit), _fmt(d.value, d.unit),
+            name = d.metric if d.metric.endswith("_per_s") else f"{d.metric} {d.unit}"
+            rows.append([name, _fmt(d.baseline, d.unit), _fmt(d.value, d.unit),
                          "–" if d.abs_delta is None else f"{d.abs_delta:+.2f}", rel, ci, verdict])
         point = pc.point if pc.point == pc.baseline_point else f"{pc.baseline_point} → {pc.point}"
         tables.append(Table(f"{pc.candidate} vs {comp.baseline} · {point}",

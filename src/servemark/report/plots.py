@@ -65,6 +65,9 @@ def sorted_plot(runs: Sequence[RunData], name: str, metric: Callable[[RequestRec
     for label, values in series:
         ax.plot(np.arange(1, values.size + 1), np.sort(values), marker="." if values.size < 50 else None,
                 label=label)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("request (sorted by latency)")
     ax.set_ylabel(f"{name} (ms)")
     ax.set_title(f"{name} per request, sorted")
