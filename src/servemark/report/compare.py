@@ -29,7 +29,8 @@ THROUGHPUT = ("total_tokens_per_s", "output_tokens_per_s", "requests_per_s")
 ALIASES = {"throughput": "total_tokens_per_s", "output_throughput": "output_tokens_per_s"}
 DEFAULT_METRICS = ("ttft_p50", "ttft_p99", "tpot_p50", "tpot_p99", "itl_p50", "e2e_p50", "e2e_p99",
                    "total_tokens_per_s", "output_tokens_per_s", "requests_per_s", "error_rate")
-BATCH = 256  # bootstrap resamples drawn at once (bounds memory for large runs)
+BATCH = 256  # bootstrap resamples drawn at once...
+MAX_CELLS = 4_000_000  # ...but never more than this many values at once (memory of large runs)
 
 
 def _itl_mean(rec: RequestRecord) -> float | None:
@@ -116,8 +117,9 @@ def bootstrap_diff(a: np.ndarray, b: np.ndarray, stat: Callable[..., np.ndarray]
     if a.size < 2 or b.size < 2:
         return None
     diffs = np.empty(n_boot)
-    for start in range(0, n_boot, BATCH):
-        n = min(BATCH, n_boot - start)
+    batch = max(1, min(BATCH, MAX_CELLS // max(a.size, b.size)))
+    for start in range(0, n_boot, batch):
+        n = min(batch, n_boot - start)
         ra = a[rng.integers(0, a.size, (n, a.size))]
         rb = b[rng.integers(0, b.size, (n, b.size))]
         diffs[start:start + n] = stat(rb, axis=1) - stat(ra, axis=1)

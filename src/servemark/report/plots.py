@@ -21,6 +21,14 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 TIMELINE_BINS = 120  # bins over the run's duration (at least 50 ms each)
+MAX_POINTS = 2000  # per line: larger samples are drawn at evenly spaced ranks (keeps SVGs small)
+
+
+def _thin(n: int) -> np.ndarray:
+    """Indices of at most MAX_POINTS evenly spaced ranks of a sorted sample, ends included."""
+    if n <= MAX_POINTS:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, MAX_POINTS).round().astype(int))
 
 
 @dataclass
@@ -63,8 +71,8 @@ def sorted_plot(runs: Sequence[RunData], name: str, metric: Callable[[RequestRec
     fig, (ax,) = _figure()
     series = _per_request(runs, metric)
     for label, values in series:
-        ax.plot(np.arange(1, values.size + 1), np.sort(values), marker="." if values.size < 50 else None,
-                label=label)
+        idx = _thin(values.size)
+        ax.plot(idx + 1, np.sort(values)[idx], marker="." if values.size < 50 else None, label=label)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -94,7 +102,8 @@ def cdf_plot(runs: Sequence[RunData]) -> Plot:
             for point in run.point_labels():
                 values = np.sort(np.asarray(values_of(run.point_records(point)), dtype=float)) * 1000.0
                 if values.size:
-                    ax.step(values, np.arange(1, values.size + 1) / values.size, where="post",
+                    idx = _thin(values.size)
+                    ax.step(values[idx], (idx + 1) / values.size, where="post",
                             label=series_label(run, point))
                     n += 1
         ax.set_xlabel(f"{name} (ms)")
@@ -155,6 +164,10 @@ def _timeline(records: list[RequestRecord]) -> tuple[np.ndarray, np.ndarray, np.
     events = sorted([(r.start_s - t0, 1) for r in records] + [(r.end_s - t0, -1) for r in records])
     step_t = np.array([0.0] + [t for t, _ in events])
     step_n = np.concatenate([[0], np.cumsum([d for _, d in events])])
+    if step_t.size > MAX_POINTS:  # large runs: the count sampled on a regular grid
+        grid = np.linspace(0.0, end, MAX_POINTS)
+        step_n = step_n[np.searchsorted(step_t, grid, side="right") - 1]
+        step_t = grid
     return (edges[:-1] + edges[1:]) / 2, hist / width, step_t, step_n, t0
 
 

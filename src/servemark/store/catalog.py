@@ -122,8 +122,10 @@ class Catalog:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        if not self.root.is_dir():
+            raise ConfigError(f"results root {self.root} does not exist",
+                              "pass --results-root, the directory that holds your run directories")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(catalog_path(self.root), timeout=30)
         except (OSError, sqlite3.Error) as exc:
             raise ResultsError(f"cannot open the run catalog in {self.root}: {exc}",
