@@ -169,7 +169,8 @@ class Catalog:
         self._reset()
         ids = []
         for run_dir in find_run_dirs(self.root):
-            with contextlib.suppress(ResultsError):  # an unreadable summary is skipped, not fatal
+            # an unreadable or malformed summary is skipped, not fatal
+            with contextlib.suppress(ResultsError, TypeError, ValueError, AttributeError):
                 ids.append(self.register(run_dir))
         return ids
 
