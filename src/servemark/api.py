@@ -28,7 +28,7 @@ from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize
 from servemark.progress import BenchProgress, NullProgress
 from servemark.spec import BenchConfig
-from servemark.store import provenance
+from servemark.store import catalog, provenance
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
 from servemark.workload.synthetic import random_prompts
 from servemark.workload.tokenizer import Tokenizer, load_tokenizer
@@ -237,6 +237,7 @@ async def abench(
     finally:
         if writer is not None:
             writer.close()
+            catalog.register_run(writer.path, config.results_root)  # derived index; never raises
         if own_transport:
             await net.close()
         if handle_signals:
