@@ -211,10 +211,12 @@ async def abench(
 
             source: Iterator[RequestSpec] = iter(measured) if n is not None else _cycle(measured, next_id)
             progress.point_started(label, n, config.duration_s, live)
+            cpu_start = time.process_time()
             await run_point(point, source, send, on_record, num_requests=n,
                             duration_s=config.duration_s, control=control, live=live,
                             rng=random.Random(seed + 7))
-            summary = summarize(records, label, point.concurrency, point.request_rate)
+            cpu_s = time.process_time() - cpu_start
+            summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
-from servemark.cli.render import error_lines, summary_table
+from servemark.cli.render import client_bound_lines, error_lines, summary_table
 from servemark.load.runner import RunControl
 from servemark.spec import make_config
 
@@ -24,6 +24,8 @@ def report_result(result: BenchResult, as_json: bool) -> int:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
         out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
+        for line in client_bound_lines(result.points):
+            err.print(f"[yellow]warning[/yellow] {escape(line)}")
         for line in error_lines(result.points):
             err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
