@@ -24,6 +24,7 @@ from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, 
 from servemark.errors import ConfigError
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
+from servemark.load.workers import plan_jobs, run_point_workers
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize
 from servemark.progress import BenchProgress, NullProgress
@@ -209,13 +210,23 @@ async def abench(
                 records.append(rec)
                 progress.request_done(rec, live)
 
-            source: Iterator[RequestSpec] = iter(measured) if n is not None else _cycle(measured, next_id)
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
-            await run_point(point, source, send, on_record, num_requests=n,
-                            duration_s=config.duration_s, control=control, live=live,
-                            rng=random.Random(seed + 7))
-            cpu_s = time.process_time() - cpu_start
+            if config.workers > 1:
+                common = dict(target=target, opts=opts, timeouts=timeouts,
+                              http_client=config.http_client, t0=t0, label=label,
+                              grace_period_s=config.grace_period_s)
+                jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
+                                 random.Random(seed + 7), common)
+                child_cpu = await run_point_workers(jobs, on_record, control, live)
+                cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
+            else:
+                source: Iterator[RequestSpec] = (iter(measured) if n is not None
+                                                 else _cycle(measured, next_id))
+                await run_point(point, source, send, on_record, num_requests=n,
+                                duration_s=config.duration_s, control=control, live=live,
+                                rng=random.Random(seed + 7))
+                cpu_s = time.process_time() - cpu_start
             summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())

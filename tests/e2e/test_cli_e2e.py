@@ -45,6 +45,27 @@ def test_ctrl_c_keeps_partial_results(stub_server, tmp_path: Path) -> None:
     assert "partial" in stderr
 
 
+def test_ctrl_c_with_workers_keeps_partial_results(stub_server, tmp_path: Path) -> None:
+    stub = stub_server("--ttft", "0.05", "--itl", "0.05")
+    out = tmp_path / "run"
+    proc = servemark("bench", "--base-url", stub.base_url, "--concurrency", "4", "--workers", "2",
+                     "--num-requests", "1000", "--input-len", "16", "--output-len", "16",
+                     "--output-dir", str(out), start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (out / "requests.jsonl").exists() and (out / "requests.jsonl").stat().st_size > 0:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # like a terminal's Ctrl-C: the whole process group
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    point = summary["points"][0]
+    assert summary["partial"] is True and point["completed"] >= 4
+    lines = (out / "requests.jsonl").read_text().splitlines()
+    assert len(lines) == point["completed"] + point["failed"] + point["cancelled"]
+
+
 def test_second_ctrl_c_cancels_in_flight(stub_server, tmp_path: Path) -> None:
     stub = stub_server("--ttft", "0.01", "--itl", "1.0")  # very slow streams
     out = tmp_path / "run"

@@ -64,6 +64,7 @@ def bench_command(
     request_timeout: Annotated[float | None, typer.Option(help="Seconds allowed per request in total")] = None,
     grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
+    workers: Annotated[int, typer.Option(help="Client processes (each with its own event loop); use more when a run is flagged client-bound")] = 1,
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
@@ -77,7 +78,7 @@ def bench_command(
         tokenizer=tokenizer, ignore_eos=ignore_eos, temperature=temperature,
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
-        request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client,
+        request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,
     )
     control = RunControl(config.grace_period_s)
     with RichBenchProgress(err) as progress:
