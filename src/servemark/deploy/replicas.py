@@ -19,8 +19,8 @@ from servemark.deploy.devices import Devices, ReplicaDevices, detect, parallel_s
 from servemark.deploy.local import VllmServer, free_port
 from servemark.deploy.readiness import LoadProgress
 from servemark.errors import ServerStartError
-from servemark.experiment import DeployConfig
-from servemark.store.provenance import redact_argv
+from servemark.experiment import SECRET_WORDS, DeployConfig
+from servemark.store.provenance import REDACTED, SECRET_FLAGS, redact_argv, redact_text
 
 ReplicaProgress = Callable[[int, LoadProgress], None]
 
@@ -32,6 +32,25 @@ def flag_value(args: list[str], flag: str) -> str | None:
         if name == flag:
             return value if eq else (args[i + 1] if i + 1 < len(args) else None)
     return None
+
+
+def secret_values(vllm_args: list[str], env: dict[str, str]) -> list[str]:
+    """Values that must not survive in a log: secret flags' values and secret-looking env."""
+    values = [v for flag in SECRET_FLAGS if (v := flag_value(vllm_args, flag))]
+    values += [v for k, v in env.items() if any(w in k.upper() for w in SECRET_WORDS)]
+    return [v for v in values if len(v) >= 4]
+
+
+def scrub_file(path: Path, secrets: list[str]) -> None:
+    """Replace secrets (these and those in our environment) in a finished log file."""
+    if not path.exists():
+        return
+    text = path.read_text(errors="replace")
+    clean = redact_text(text)
+    for value in secrets:
+        clean = clean.replace(value, REDACTED)
+    if clean != text:
+        path.write_text(clean)
 
 
 class Deployment:
@@ -120,10 +139,15 @@ class Deployment:
         return self._label(self.servers[index].died_error(), index)
 
     def stop(self) -> None:
-        """Stop every replica's whole process tree (idempotent)."""
+        """Stop every replica's whole process tree (idempotent), then scrub secrets from logs."""
         for server in self.servers:
             with contextlib.suppress(Exception):
                 server.stop()
+        secrets = secret_values(self.config.vllm_args, self.config.env)
+        for server in self.servers:
+            if server.log_path is not None:
+                with contextlib.suppress(OSError):
+                    scrub_file(server.log_path, secrets)
 
     def detach(self, name: str | None = None) -> registry.DeploymentRecord:
         """Leave the servers running and record them so ``servemark stop`` can stop them later."""
