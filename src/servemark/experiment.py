@@ -38,12 +38,29 @@ class DeployConfig(BaseModel):
     ready_timeout: float = Field(600.0, gt=0)
     python: str | None = Field(None, description="Python that has vLLM (default: this one)")
 
-    @field_validator("replicas")
+    @field_validator("vllm_args", "env", mode="before")
     @classmethod
-    def _replicas(cls, v: int | str) -> int | str:
-        if isinstance(v, int) and v < 1:
-            raise ValueError("replicas must be ≥ 1 or 'max'")
+    def _scalars_as_text(cls, v: Any) -> Any:
+        """YAML reads ``- 2048`` as a number; flags and env values are text."""
+        if isinstance(v, list):
+            return [str(x) if isinstance(x, int | float) and not isinstance(x, bool) else x for x in v]
+        if isinstance(v, dict):
+            return {k: str(x) if isinstance(x, int | float) and not isinstance(x, bool) else x
+                    for k, x in v.items()}
         return v
+
+    @field_validator("replicas", mode="before")
+    @classmethod
+    def _replicas(cls, v: Any) -> Any:
+        if v == "max":
+            return v
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            n = 0
+        if n < 1 or isinstance(v, bool) or (isinstance(v, float) and v != n):
+            raise ValueError(f"must be a positive integer or 'max', got {v!r}")
+        return n
 
     def public_dict(self) -> dict[str, Any]:
         """As recorded in results: values of secret-looking environment variables hidden."""
@@ -186,7 +203,7 @@ def example_spec(filename: str = "experiment.yaml", model: str = "/path/to/model
     args = ["--max-model-len", "2048"]
     if cpu:
         args += ["--enforce-eager", "--dtype", "bfloat16"]
-    lines = "\n".join(f"    - {a!s}" if not a.startswith("-") else f'    - "{a}"' for a in args)
+    lines = "\n".join(f'    - "{a}"' for a in args)
     return EXAMPLE_SPEC.format(filename=filename, model=model, served=served, name=name,
                                vllm_args=lines, num_requests=16 if cpu else 200,
                                input_len=64 if cpu else 512, output_len=32 if cpu else 256)

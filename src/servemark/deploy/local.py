@@ -56,41 +56,41 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def group_members(pgid: int, not_before: float | None = None) -> list[psutil.Process]:
+def group_members(pgid: int) -> list[psutil.Process]:
     """Live processes of a process group. Our servers run in their own session, so the group is
-    the tree even after its leader died; ``not_before`` (a creation time) skips newer strangers."""
+    the tree even after its leader died (and Linux reuses no PID while its group exists)."""
     found = []
-    for p in psutil.process_iter(["create_time"]):
+    for p in psutil.process_iter():
         try:
-            if os.getpgid(p.pid) != pgid:
-                continue
+            if os.getpgid(p.pid) == pgid:
+                found.append(p)
         except (ProcessLookupError, PermissionError):
             continue
-        if not_before is not None and (p.info.get("create_time") or 0) < not_before - 1:
-            continue
-        found.append(p)
     return found
 
 
 def stop_tree(pid: int, timeout_s: float = 20.0, extra: Sequence[psutil.Process] = (),
-              not_before: float | None = None) -> None:
+              create_time: float | None = None) -> None:
     """Stop a process, its group and all its descendants; SIGKILL what outlives the timeout.
 
     Also works when the leader already died: its group (``pgid == pid``, from
-    ``start_new_session``) and the ``extra`` processes seen earlier are stopped too.
+    ``start_new_session``) and the ``extra`` processes seen earlier are stopped too. With
+    ``create_time``, a live process under ``pid`` created at another time is a stranger that
+    reused the PID: nothing is signalled.
     """
     procs: list[psutil.Process] = []
+    try:
+        root = psutil.Process(pid)
+        if create_time is not None and abs(root.create_time() - create_time) > 1:
+            return
+        procs += [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        pass
     for p in extra:
         with contextlib.suppress(psutil.Error):
             if p.is_running():
                 procs.append(p)
-    try:
-        root = psutil.Process(pid)
-        if not_before is None or root.create_time() >= not_before - 1:
-            procs += [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        pass
-    procs += group_members(pid, not_before)
+    procs += group_members(pid)
     procs = list({p.pid: p for p in procs}.values())
     if not procs:
         return
@@ -267,7 +267,7 @@ class VllmServer:
         if self.proc is not None:
             self.remember_children()
             stop_tree(self.proc.pid, extra=list(self._children.values()),
-                      not_before=self.started_at)
+                      create_time=self.started_at)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
         self._close_log()

@@ -52,7 +52,14 @@ class ServerEntry:
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes of this server's group still alive (its own, or orphans of a dead leader)."""
-        return group_members(self.pid, self.started_at)
+        return [] if self._reused() else group_members(self.pid)
+
+    def _reused(self) -> bool:
+        """The PID now belongs to a process that is not ours (then our group is gone too)."""
+        try:
+            return abs(psutil.Process(self.pid).create_time() - self.started_at) > 2
+        except psutil.Error:
+            return False
 
 
 @dataclass
@@ -137,6 +144,6 @@ def stop(record: DeploymentRecord, root: Path | None = None, timeout_s: float = 
         if server.process() is not None:
             alive += 1
         stop_tree(server.pid, timeout_s=timeout_s, extra=server.leftovers(),
-                  not_before=server.started_at)
+                  create_time=server.started_at)
     _path(record.name, root).unlink(missing_ok=True)
     return alive
