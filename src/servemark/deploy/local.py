@@ -256,7 +256,7 @@ class VllmServer:
         lines = explain_failure(list(self._log_tail))
         tail = "\n".join(lines)
         return ServerStartError(
-            message, f"see the log lines below and the full log at {self.log_path}", log_tail=tail
+            message, f"the log lines above explain it; full log: {self.log_path}", log_tail=tail
         )
 
     def log_tail(self, n: int = 20) -> list[str]:
