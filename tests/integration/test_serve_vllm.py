@@ -19,8 +19,8 @@ from tests.deploy_helpers import (
     cli_env,
     leftovers,
     run,
-    server_pids,
     servemark,
+    server_pids,
     wait_for,
 )
 
