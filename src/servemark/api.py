@@ -22,11 +22,12 @@ from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
 from servemark.errors import ConfigError
+from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, run_point_workers
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.summary import PointSummary, summarize
+from servemark.metrics.summary import PointSummary, summarize, summarize_by_endpoint
 from servemark.progress import BenchProgress, NullProgress
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
@@ -85,6 +86,16 @@ def _cycle(pool: list[RequestSpec], first_id: int) -> Iterator[RequestSpec]:
         i += 1
 
 
+def _check_same_model(infos: list[EndpointInfo], model: str) -> None:
+    """Load balancing compares like with like: every endpoint must serve the model."""
+    for info in infos[1:]:
+        if model not in info.models:
+            raise ConfigError(
+                f"{info.base_url} does not serve {model!r} (it serves {', '.join(info.models)})",
+                "balance only across endpoints that serve the same model",
+            )
+
+
 async def _prewarm(transport: Transport, base_url: str, n: int, headers: dict[str, str]) -> None:
     """Open ``n`` pooled connections before measuring, so a burst of TCP handshakes at the
     start of a load point is not counted as time to first token."""
@@ -128,8 +139,10 @@ async def abench(
     writer: RunWriter | None = None
     doc: dict[str, Any] = {}
     try:
-        progress.message(f"probing {config.base_url}")
-        info = await probe(net, config.base_url, config.model, headers)
+        urls = config.base_urls
+        progress.message(f"probing {', '.join(urls)}")
+        infos = [await probe(net, url, config.model, headers) for url in urls]
+        info = infos[0]
         model = config.model
         if model is None:
             if len(info.models) != 1:
@@ -138,6 +151,7 @@ async def abench(
                     "choose one with --model",
                 )
             model = info.models[0]
+        _check_same_model(infos, model)
         if info.max_model_len and config.input_len + config.output_len > info.max_model_len:
             raise ConfigError(
                 f"--input-len {config.input_len} + --output-len {config.output_len} exceeds the "
@@ -147,7 +161,7 @@ async def abench(
         if tokenizer is None:
             progress.message("loading tokenizer")
             tokenizer = await asyncio.to_thread(
-                load_tokenizer, config.tokenizer, config.base_url, model, headers
+                load_tokenizer, config.tokenizer, urls[0], model, headers
             )
         run_dir = config.output_dir or default_run_dir(config.results_root, model)
         writer = RunWriter(run_dir)
@@ -163,12 +177,14 @@ async def abench(
             "model": model,
             "tokenizer": tokenizer.name,
             "config": config.public_dict(),
+            **({"endpoints": [i.base_url for i in infos], "lb_policy": config.lb_policy}
+               if len(infos) > 1 else {}),
             "points": [],
         }
         writer.write_summary(doc)
         opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
                                  temperature=config.temperature, extra_body=config.extra_body)
-        target = Target(config.base_url, tuple(headers.items()))
+        targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
         t0 = time.perf_counter()
         next_id = 0
@@ -186,9 +202,16 @@ async def abench(
             next_id += len(specs)
             label = point.label
 
-            async def send(spec: RequestSpec, scheduled: float | None, label: str = label) -> RequestRecord:
-                return await execute(net, target, spec, opts, t0=t0, load_point=label,
-                                     scheduled_s=None if scheduled is None else scheduled - t0)
+            picker = make_picker(config.lb_policy, urls)  # chosen per request
+
+            async def send(spec: RequestSpec, scheduled: float | None, label: str = label,
+                           picker: EndpointPicker = picker) -> RequestRecord:
+                url = picker.acquire()
+                try:
+                    return await execute(net, targets[url], spec, opts, t0=t0, load_point=label,
+                                         scheduled_s=None if scheduled is None else scheduled - t0)
+                finally:
+                    picker.release(url)
 
             if warm:
                 progress.message(f"{label}: {len(warm)} warm-up requests (not counted)")
@@ -198,8 +221,9 @@ async def abench(
                 if control.stop_requested:
                     break
 
-            await _prewarm(net, config.base_url,
-                           min(point.concurrency or point.max_concurrency or 16, 1024), headers)
+            for url in urls:
+                await _prewarm(net, url, min(point.concurrency or point.max_concurrency or 16, 1024)
+                               // len(urls) + 1, headers)
             records: list[RequestRecord] = []
             live = LiveCounters()
 
@@ -213,9 +237,9 @@ async def abench(
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
             if config.workers > 1:
-                common = dict(target=target, opts=opts, timeouts=timeouts,
-                              http_client=config.http_client, t0=t0, label=label,
-                              grace_period_s=config.grace_period_s)
+                common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
+                              opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
+                              label=label, grace_period_s=config.grace_period_s)
                 jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
                                  random.Random(seed + 7), common)
                 child_cpu = await run_point_workers(jobs, on_record, control, live)
@@ -228,6 +252,8 @@ async def abench(
                                 rng=random.Random(seed + 7))
                 cpu_s = time.process_time() - cpu_start
             summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s)
+            if len(urls) > 1:
+                summary.by_endpoint = summarize_by_endpoint(records, urls, label)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from servemark.errors import ConfigError
 from servemark.load.schedule import LoadPoint
@@ -18,7 +26,9 @@ class BenchConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    base_url: str = Field(description="server root, e.g. http://localhost:8000")
+    base_url: str | list[str] = Field(
+        description="server root, e.g. http://localhost:8000; several spread the load")
+    lb_policy: Literal["round-robin", "least-outstanding"] = "round-robin"
     model: str | None = Field(None, description="served model name; default: the only one served")
     api: Literal["completions", "chat"] = "completions"
     stream: bool = True
@@ -49,10 +59,26 @@ class BenchConfig(BaseModel):
     http_client: Literal["fast", "aiohttp"] = "fast"
     workers: int = Field(1, ge=1, le=256)
 
+    @field_validator("base_url")
+    @classmethod
+    def _one_or_many(cls, v: str | list[str]) -> str | list[str]:
+        urls = [v] if isinstance(v, str) else v
+        if not urls:
+            raise ValueError("give at least one base_url")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"base_url {url!r} must start with http:// or https://")
+        if len(set(urls)) != len(urls):
+            raise ValueError("the same base_url is given twice")
+        return urls[0] if len(urls) == 1 else urls
+
+    @property
+    def base_urls(self) -> list[str]:
+        """Every endpoint, in the order given (one for a single server)."""
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
+
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ValueError(f"base_url {self.base_url!r} must start with http:// or https://")
         if self.concurrency is not None and self.request_rate is not None:
             raise ValueError("give either concurrency (closed loop) or request_rate (open loop), not both")
         if self.concurrency is not None and (not self.concurrency or min(self.concurrency) < 1):

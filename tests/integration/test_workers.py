@@ -21,7 +21,7 @@ def test_split_sums_and_balances() -> None:
 
 def test_open_loop_jobs_deal_one_global_schedule() -> None:
     specs = [RequestSpec(i, "completions", prompt="x") for i in range(100)]
-    common = dict(target=None, opts=None, timeouts=None, http_client="fast", t0=0.0, label="r",
+    common = dict(targets=(), lb_policy="round-robin", opts=None, timeouts=None, http_client="fast", t0=0.0, label="r",
                   grace_period_s=1.0)
     point = LoadPoint(request_rate=50.0, max_concurrency=9)
     jobs = plan_jobs(point, specs, 3, 100, None, random.Random(5), common)
@@ -34,7 +34,7 @@ def test_open_loop_jobs_deal_one_global_schedule() -> None:
 
 def test_closed_loop_jobs_split_concurrency_and_budget() -> None:
     specs = [RequestSpec(i, "completions", prompt="x") for i in range(30)]
-    common = dict(target=None, opts=None, timeouts=None, http_client="fast", t0=0.0, label="c",
+    common = dict(targets=(), lb_policy="round-robin", opts=None, timeouts=None, http_client="fast", t0=0.0, label="c",
                   grace_period_s=1.0)
     jobs = plan_jobs(LoadPoint(concurrency=5), specs, 2, 30, None, random.Random(0), common)
     assert [j.point.concurrency for j in jobs] == [3, 2]

@@ -14,7 +14,7 @@ from rich.table import Table
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
-from servemark.cli.render import client_bound_lines, error_lines, summary_table
+from servemark.cli.render import client_bound_lines, endpoint_table, error_lines, summary_table
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
 from servemark.metrics.profiles import PROFILES, profile_rows
@@ -41,7 +41,10 @@ def report_result(result: BenchResult, as_json: bool, profile: str | None = None
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
-        out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
+        where = ", ".join(result.document.get("endpoints") or [result.endpoint.base_url])
+        out.print(summary_table(result.points, title=escape(f"{result.model} @ {where}")))
+        if (per_endpoint := endpoint_table(result.points)) is not None:
+            out.print(per_endpoint)
         if profile:
             print_profile(result, profile)
         for line in client_bound_lines(result.points):
@@ -59,7 +62,8 @@ def report_result(result: BenchResult, as_json: bool, profile: str | None = None
 
 @handle_errors
 def bench_command(
-    base_url: Annotated[str, typer.Option(help="Server root URL, e.g. http://localhost:8000")],
+    base_url: Annotated[list[str], typer.Option(help="Server root URL, e.g. http://localhost:8000; repeat to spread the load over several")],
+    lb_policy: Annotated[str, typer.Option(help="With several --base-url: round-robin or least-outstanding")] = "round-robin",
     model: Annotated[str | None, typer.Option(help="Served model name (default: the only model served)")] = None,
     api: Annotated[str, typer.Option(help="completions or chat")] = "completions",
     concurrency: Annotated[str | None, typer.Option(help="Closed loop: requests in flight; a list like 1,8,32 runs one point each")] = None,
@@ -91,7 +95,7 @@ def bench_command(
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
     config = make_config(
-        base_url=base_url, model=model, api=api, stream=stream,
+        base_url=base_url, lb_policy=lb_policy, model=model, api=api, stream=stream,
         concurrency=parse_list(concurrency, int, "--concurrency"),
         request_rate=parse_list(request_rate, float, "--request-rate"),
         arrival=arrival, max_concurrency=max_concurrency, num_requests=num_requests,

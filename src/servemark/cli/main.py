@@ -10,6 +10,7 @@ from servemark._version import __version__
 from servemark.cli.bench import bench_command
 from servemark.cli.calibrate import calibrate_command
 from servemark.cli.demo import demo_command
+from servemark.cli.deploy import register as register_deploy
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
 
@@ -44,6 +45,7 @@ app.add_typer(plan_app, name="plan")
 app.command("report")(report_command)
 app.command("compare")(compare_command)
 app.add_typer(runs_app, name="runs")
+register_deploy(app)
 
 
 def main() -> None:

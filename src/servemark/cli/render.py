@@ -56,6 +56,22 @@ def client_bound_lines(points: Sequence[PointSummary]) -> list[str]:
     return [f"{p.label}: client-bound ({'; '.join(p.fidelity.client_bound_reasons)}) — the figures "
             f"measure this client; spread the load over more client processes or machines"
             for p in points if p.fidelity and p.fidelity.client_bound]
+def endpoint_table(points: Sequence[PointSummary], title: str | None = "per endpoint") -> Table | None:
+    """The per-endpoint breakdown (several endpoints): one row per endpoint and load point."""
+    if not any(p.by_endpoint for p in points):
+        return None
+    table = Table(title=title, header_style="bold", title_justify="left")
+    for name in ("load point", "endpoint", "ok", "failed", "requests/s", "output tokens/s",
+                 "TTFT p50 ms", "TTFT p99 ms", "E2E p50 ms"):
+        table.add_column(name, justify="left" if name in ("load point", "endpoint") else "right")
+    for p in points:
+        for url, s in p.by_endpoint.items():
+            table.add_row(p.label, url, str(s.completed),
+                          f"[red]{s.failed}[/red]" if s.failed else "0",
+                          _num(s.requests_per_s, "{:.2f}"), _num(s.output_tokens_per_s),
+                          _ms(s.ttft_s.p50), _ms(s.ttft_s.p99), _ms(s.e2e_s.p50))
+        table.add_section()
+    return table
 
 
 def error_lines(points: Sequence[PointSummary]) -> list[str]:

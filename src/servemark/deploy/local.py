@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import IO
 
 import psutil
 
@@ -59,12 +60,43 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
-def stop_tree(pid: int, timeout_s: float = 20.0) -> None:
-    """Stop a process, its group and all its descendants; SIGKILL what outlives the timeout."""
+def group_members(pgid: int) -> list[psutil.Process]:
+    """Live processes of a process group. Our servers run in their own session, so the group is
+    the tree even after its leader died (and Linux reuses no PID while its group exists)."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if os.getpgid(p.pid) == pgid:
+                found.append(p)
+        except (ProcessLookupError, PermissionError):
+            continue
+    return found
+
+
+def stop_tree(pid: int, timeout_s: float = 20.0, extra: Sequence[psutil.Process] = (),
+              create_time: float | None = None) -> None:
+    """Stop a process, its group and all its descendants; SIGKILL what outlives the timeout.
+
+    Also works when the leader already died: its group (``pgid == pid``, from
+    ``start_new_session``) and the ``extra`` processes seen earlier are stopped too. With
+    ``create_time``, a live process under ``pid`` created at another time is a stranger that
+    reused the PID: nothing is signalled.
+    """
+    procs: list[psutil.Process] = []
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        if create_time is not None and abs(root.create_time() - create_time) > 1:
+            return
+        procs += [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
+        pass
+    for p in extra:
+        with contextlib.suppress(psutil.Error):
+            if p.is_running():
+                procs.append(p)
+    procs += group_members(pid)
+    procs = list({p.pid: p for p in procs}.values())
+    if not procs:
         return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
@@ -105,6 +137,9 @@ class VllmServer:
         self.python = python
         self.proc: subprocess.Popen[bytes] | None = None
         self._log_tail: deque[str] = deque(maxlen=400)
+        self._log_fh: IO[str] | None = None
+        self._children: dict[int, psutil.Process] = {}
+        self.started_at: float | None = None
 
     @property
     def base_url(self) -> str:
@@ -131,6 +166,20 @@ class VllmServer:
     def start(self, ready_timeout_s: float = 600.0,
               on_progress: Callable[[LoadProgress], None] | None = None) -> VllmServer:
         """Launch and block until ``/health`` and ``/v1/models`` answer; raise ServerStartError."""
+        self.launch()
+        try:
+            deadline = time.monotonic() + ready_timeout_s
+            while not self.poll_ready(on_progress):
+                if time.monotonic() > deadline:
+                    raise self.not_ready_error(ready_timeout_s)
+                time.sleep(0.5)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def launch(self) -> None:
+        """Start the process and return at once; then call :meth:`poll_ready` until True."""
         require_vllm()
         if self.log_path is None:
             import tempfile
@@ -145,15 +194,20 @@ class VllmServer:
             )
         finally:
             log.close()
-        try:
-            self._wait_ready(ready_timeout_s, on_progress)
-        except BaseException:
-            self.stop()
-            raise
-        return self
+        try:  # the kernel's creation time identifies this process even after its PID is reused
+            self.started_at = psutil.Process(self.proc.pid).create_time()
+        except psutil.Error:
+            self.started_at = time.time()
+        self._log_fh = open(self.log_path, encoding="utf-8", errors="replace")  # noqa: SIM115
 
-    def _read_new_lines(self, fh: object) -> list[str]:
-        data = fh.read()  # type: ignore[attr-defined]
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def _read_new_lines(self) -> list[str]:
+        if self._log_fh is None:
+            return []
+        data = self._log_fh.read()
         if not data:
             return []
         # tqdm progress uses carriage returns; treat them as line ends
@@ -161,45 +215,76 @@ class VllmServer:
         self._log_tail.extend(lines)
         return lines
 
-    def _wait_ready(self, timeout_s: float,
-                    on_progress: Callable[[LoadProgress], None] | None) -> None:
-        assert self.proc is not None and self.log_path is not None
-        deadline = time.monotonic() + timeout_s
-        with open(self.log_path, encoding="utf-8", errors="replace") as fh:
-            while True:
-                for line in self._read_new_lines(fh):
-                    update = parse_line(line)
-                    if update is not None and on_progress is not None:
-                        on_progress(update)
-                code = self.proc.poll()
-                if code is not None:
-                    self._read_new_lines(fh)
-                    raise self._failure(f"the vLLM server exited with code {code} while starting")
-                if _get_ok(self.base_url + "/health") and _get_ok(self.base_url + "/v1/models"):
-                    if on_progress is not None:
-                        on_progress(LoadProgress("ready"))
-                    return
-                if time.monotonic() > deadline:
-                    self._read_new_lines(fh)
-                    raise self._failure(f"the vLLM server was not ready after {timeout_s:g} s")
-                time.sleep(0.5)
+    def poll_ready(self, on_progress: Callable[[LoadProgress], None] | None = None) -> bool:
+        """One readiness step: new log lines (progress), process alive?, HTTP probes.
+
+        True once ready; raises ServerStartError when the process has exited."""
+        assert self.proc is not None, "launch() first"
+        for line in self._read_new_lines():
+            update = parse_line(line)
+            if update is not None and on_progress is not None:
+                on_progress(update)
+        self.remember_children()
+        code = self.proc.poll()
+        if code is not None:
+            self._read_new_lines()
+            raise self._failure(f"the vLLM server exited with code {code} while starting")
+        if _get_ok(self.base_url + "/health") and _get_ok(self.base_url + "/v1/models"):
+            if on_progress is not None:
+                on_progress(LoadProgress("ready"))
+            return True
+        return False
+
+    def died_error(self) -> ServerStartError:
+        """The error for a server that exited after it was ready (with the explaining lines)."""
+        self._read_new_lines()
+        code = self.proc.poll() if self.proc is not None else None
+        return self._failure(f"the vLLM server exited with code {code}")
+
+    def not_ready_error(self, timeout_s: float) -> ServerStartError:
+        self._read_new_lines()
+        return self._failure(f"the vLLM server was not ready after {timeout_s:g} s")
+
+    def remember_children(self) -> None:
+        """Note the current descendants, so they are stopped even if the leader dies first."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(self.proc.pid).children(recursive=True):
+                self._children.setdefault(child.pid, child)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
     def _failure(self, message: str) -> ServerStartError:
         lines = explain_failure(list(self._log_tail))
         tail = "\n".join(lines)
         return ServerStartError(
-            message, f"see the log lines below and the full log at {self.log_path}", log_tail=tail
+            message, f"the log lines above explain it; full log: {self.log_path}", log_tail=tail
         )
 
     def log_tail(self, n: int = 20) -> list[str]:
         return list(self._log_tail)[-n:]
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            stop_tree(self.proc.pid)
+        """Stop the whole tree (also the orphans of a leader that died first); idempotent."""
         if self.proc is not None:
+            self.remember_children()
+            stop_tree(self.proc.pid, extra=list(self._children.values()),
+                      create_time=self.started_at)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+        self._close_log()
+
+    def detach(self) -> None:
+        """Forget the process without stopping it (it keeps running in its own session)."""
+        self._close_log()
+        self.proc = None
+
+    def _close_log(self) -> None:
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
 
     def __enter__(self) -> VllmServer:
         return self

@@ -27,6 +27,7 @@ import orjson
 from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.request import Target, execute
 from servemark.client.transport import Timeouts
+from servemark.load.balance import make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.record import RequestRecord
@@ -45,7 +46,8 @@ class WorkerJob:
     offsets: list[float] | None
     num_requests: int | None
     duration_s: float | None
-    target: Target
+    targets: tuple[Target, ...]
+    lb_policy: str
     opts: GenerationOptions
     timeouts: Timeouts
     http_client: str
@@ -155,10 +157,17 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
         loop.add_reader(conn.fileno(), on_message)
         flusher = asyncio.create_task(periodic_flush())
 
+        by_url = {t.base_url: t for t in job.targets}
+        picker = make_picker(job.lb_policy, list(by_url))
+
         async def send(spec: RequestSpec, scheduled: float | None) -> RequestRecord:
-            return await execute(transport, job.target, spec, job.opts, t0=job.t0,
-                                 load_point=job.label,
-                                 scheduled_s=None if scheduled is None else scheduled - job.t0)
+            url = picker.acquire()
+            try:
+                return await execute(transport, by_url[url], spec, job.opts, t0=job.t0,
+                                     load_point=job.label,
+                                     scheduled_s=None if scheduled is None else scheduled - job.t0)
+            finally:
+                picker.release(url)
 
         cpu0 = time.process_time()
         try:

@@ -48,11 +48,17 @@ class PointSummary:
     token_sources: dict[str, int] = field(default_factory=dict)
     input_len_mismatches: int = 0
     fidelity: Fidelity | None = None
+    # several endpoints (client-side load balancing): the same summary per endpoint
+    by_endpoint: dict[str, PointSummary] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
+            if name == "by_endpoint":
+                if value:
+                    out[name] = {url: s.to_dict() for url, s in value.items()}
+                continue
             out[name] = value.to_dict() if isinstance(value, Distribution | Fidelity) else value
         return out
 
@@ -66,6 +72,8 @@ class PointSummary:
         kwargs["input_len_mismatches"] = int(data.get("input_len_mismatches") or 0)
         fid = data.get("fidelity")
         kwargs["fidelity"] = Fidelity.from_dict(fid) if isinstance(fid, dict) else None
+        kwargs["by_endpoint"] = {url: cls.from_dict(d)
+                                 for url, d in (data.get("by_endpoint") or {}).items()}
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -135,3 +143,11 @@ def summarize(
         input_len_mismatches=mismatches,
         fidelity=assess(ok, duration, client_cpu_s),
     )
+
+
+def summarize_by_endpoint(
+    records: Iterable[RequestRecord], endpoints: Iterable[str], label: str
+) -> dict[str, PointSummary]:
+    """One summary per endpoint (each over its own window), in the order the endpoints are given."""
+    recs = list(records)
+    return {url: summarize([r for r in recs if r.endpoint == url], label) for url in endpoints}

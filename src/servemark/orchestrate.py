@@ -1,0 +1,97 @@
+"""``servemark run``: one experiment from a spec — deploy (or attach) → ready → load points →
+teardown — with everything in one run directory.
+
+Run directory: ``experiment.json`` (the validated spec, secrets hidden), ``deployment.json``
+(servers, ports, devices, redacted commands), ``server*.log``, and the benchmark's
+``requests.jsonl``, ``summary.json``, ``summary.csv``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from servemark.api import BenchResult, bench
+from servemark.deploy.replicas import Deployment, ReplicaProgress
+from servemark.errors import ServerStartError
+from servemark.experiment import PLACEHOLDER_URL, ExperimentSpec
+from servemark.load.runner import RunControl
+from servemark.progress import BenchProgress
+from servemark.store.rundir import default_run_dir
+
+EXPERIMENT_JSON = "experiment.json"
+DEPLOYMENT_JSON = "deployment.json"
+
+
+@dataclass
+class ExperimentResult:
+    """The benchmark result, where it is, and the replicas that died while it ran."""
+
+    run_dir: Path
+    bench: BenchResult
+    deployment: dict[str, Any] | None = None
+    server_errors: list[ServerStartError] = field(default_factory=list)
+
+
+def run_dir_for(spec: ExperimentSpec) -> Path:
+    """The run directory: ``bench.output_dir``, or a fresh one under ``bench.results_root``."""
+    cfg = spec.bench_config(None if "base_url" in spec.bench else PLACEHOLDER_URL)
+    if cfg.output_dir is not None:
+        return cfg.output_dir
+    name = spec.name or (Path(spec.deploy.model).name if spec.deploy else cfg.model) or "run"
+    return default_run_dir(cfg.results_root, name)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _public_spec(spec: ExperimentSpec) -> dict[str, Any]:
+    data: dict[str, Any] = {"name": spec.name,
+                            "deploy": spec.deploy.public_dict() if spec.deploy else None}
+    bench_section = dict(spec.bench)
+    if bench_section.get("api_key") is not None:
+        bench_section["api_key"] = "***"
+    data["bench"] = bench_section
+    return data
+
+
+def run_experiment(
+    spec: ExperimentSpec,
+    *,
+    on_deploy_progress: ReplicaProgress | None = None,
+    on_ready: Any = None,
+    progress: BenchProgress | None = None,
+    control: RunControl | None = None,
+    handle_signals: bool = False,
+    argv: list[str] | None = None,
+) -> ExperimentResult:
+    """Run the whole experiment; every server started here is stopped before returning."""
+    run_dir = run_dir_for(spec)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _write_json(run_dir / EXPERIMENT_JSON, _public_spec(spec))
+    if spec.deploy is None:
+        cfg = spec.bench_config(output_dir=run_dir)
+        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
+                       argv=argv)
+        return ExperimentResult(run_dir, result)
+
+    with Deployment(spec.deploy, run_dir) as deployment:
+        deployment.start(on_deploy_progress)
+        described = deployment.describe()
+        _write_json(run_dir / DEPLOYMENT_JSON, described)
+        if on_ready is not None:
+            on_ready(deployment)
+        urls = deployment.base_urls
+        model = spec.bench.get("model") or deployment.served_model_name
+        cfg = spec.bench_config(urls[0] if len(urls) == 1 else urls, output_dir=run_dir,
+                                model=model)
+        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
+                       argv=argv)
+        errors = [deployment.failure(i) for i in deployment.dead()]
+    if errors:
+        described["died"] = [e.message for e in errors]
+        _write_json(run_dir / DEPLOYMENT_JSON, described)
+    return ExperimentResult(run_dir, result, described, errors)
