@@ -8,6 +8,7 @@ import typer
 
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
+from servemark.cli.cluster import pbs_app, slurm_app
 from servemark.cli.demo import demo_command
 
 app = typer.Typer(
@@ -36,6 +37,8 @@ def root(
 
 app.command("bench")(bench_command)
 app.command("demo")(demo_command)
+app.add_typer(slurm_app, name="slurm")
+app.add_typer(pbs_app, name="pbs")
 
 
 def main() -> None:
