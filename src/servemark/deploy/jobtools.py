@@ -54,11 +54,13 @@ def wait_for_ray(address: str, want_nodes: int, want_gpus: float, timeout_s: flo
     import ray
 
     deadline = time.monotonic() + timeout_s
-    while True:  # the head may not answer yet: retry the connection too
+    host, _, port = address.rpartition(":")
+    while True:  # ray.init blocks for minutes on a silent address: probe the GCS port first
         try:
+            socket.create_connection((host, int(port)), timeout=2).close()
             ray.init(address=address, log_to_driver=False, logging_level="ERROR")
             break
-        except (ConnectionError, RuntimeError):
+        except (ConnectionError, RuntimeError, OSError):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"no Ray head answers at {address}") from None
             time.sleep(2)

@@ -77,7 +77,7 @@ def _status_from_attrs(job_id: str, a: dict[str, Any], source: str) -> JobStatus
     comment = str(a.get("comment", ""))
     if state == COMPLETED:
         state = final_state(code, comment)
-    used = a.get("resources_used", {})
+    used = a.get("resources_used")  # a dict in JSON, dotted keys in text
     elapsed = used.get("walltime") if isinstance(used, dict) else a.get("resources_used.walltime")
     hosts = str(a.get("exec_host", "")) or None
     nodes = ",".join(dict.fromkeys(h.split("/")[0] for h in hosts.split("+"))) if hosts else None

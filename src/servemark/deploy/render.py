@@ -6,6 +6,7 @@ Everything a user typed reaches the script either as a validated one-word direct
 
 from __future__ import annotations
 
+import re
 import shlex
 from pathlib import Path
 from typing import Literal
@@ -29,7 +30,26 @@ def _env():  # type: ignore[no-untyped-def]
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
     )
     env.filters["q"] = lambda v: shlex.quote(str(v))
+    env.filters["dq"] = lambda v: shell_value(str(v))
     return env
+
+
+_VAR_REF = re.compile(r"\$(?=\{[A-Za-z_][A-Za-z0-9_]*\}|[A-Za-z_])")
+
+
+def shell_value(value: str) -> str:
+    """A double-quoted shell word in which ``$NAME`` and ``${NAME}`` still expand (so
+    ``HF_HOME: /scratch/$USER/hf`` works) and nothing else does: no ``$(...)``, backticks or
+    escapes."""
+    out = []
+    for i, ch in enumerate(value):
+        if ch in '"\\`':
+            out.append("\\" + ch)
+        elif ch == "$" and not _VAR_REF.match(value, i):
+            out.append("\\$")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 def layout_text(spec: ClusterSpec, replicas: list[Replica]) -> str:
