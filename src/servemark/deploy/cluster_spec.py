@@ -213,9 +213,9 @@ class ClusterSpec(BaseModel):
     vllm_args: list[str] = Field(default_factory=list, description="extra vLLM server arguments")
     ready_timeout_s: float = Field(1800.0, gt=0)
     run_root: Path = Field(Path("servemark-jobs"), description="job logs and results go below")
-    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=lambda: SchedulerSpec.model_validate({}))
     environment: EnvSpec = Field(default_factory=EnvSpec)
-    ray: RaySpec = Field(default_factory=RaySpec)
+    ray: RaySpec = Field(default_factory=lambda: RaySpec.model_validate({}))
     bench: BenchStep | None = None
 
     @field_validator("name")

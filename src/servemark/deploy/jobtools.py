@@ -7,6 +7,7 @@ Standard library only except ``wait-ray`` (imports ray), so they start fast on a
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
 import subprocess
@@ -58,7 +59,7 @@ def wait_for_ray(address: str, want_nodes: int, want_gpus: float, timeout_s: flo
     while True:  # ray.init blocks for minutes on a silent address: probe the GCS port first
         try:
             socket.create_connection((host, int(port)), timeout=2).close()
-            ray.init(address=address, log_to_driver=False, logging_level="ERROR")
+            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
             break
         except (ConnectionError, RuntimeError, OSError):
             if time.monotonic() > deadline:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 import shlex
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from servemark._version import __version__
 from servemark.deploy.cluster_spec import ClusterSpec, hms, time_to_seconds
@@ -20,7 +20,7 @@ TEMPLATES = Path(__file__).with_name("templates")
 Scheduler = Literal["slurm", "pbs"]
 
 
-def _env():  # type: ignore[no-untyped-def]
+def _env() -> Any:
     try:
         import jinja2
     except ImportError:
