@@ -8,6 +8,7 @@
     │   ├── NotOpenAICompatible    the server answers but does not speak the OpenAI API
     │   └── ModelNotFound          the server does not serve the requested model
     ├── ServerStartError           a server we launched died or never became ready
+    ├── JobError                   a batch job (SLURM, PBS) could not be submitted, queried or cancelled
     └── ResultsError               results could not be written or read
 
 A failed *request* during a run is data (a RequestRecord with an error), never an exception.
@@ -59,6 +60,10 @@ class ServerStartError(ServemarkError):
     def __init__(self, message: str, hint: str | None = None, log_tail: str = "") -> None:
         super().__init__(message, hint)
         self.log_tail = log_tail
+
+
+class JobError(ServemarkError):
+    """The batch system refused or failed a submit, status or cancel."""
 
 
 class ResultsError(ServemarkError):

@@ -9,6 +9,7 @@ import typer
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
 from servemark.cli.calibrate import calibrate_command
+from servemark.cli.cluster import pbs_app, slurm_app
 from servemark.cli.demo import demo_command
 from servemark.cli.deploy import register as register_deploy
 from servemark.cli.plan import app as plan_app
@@ -46,6 +47,8 @@ app.command("report")(report_command)
 app.command("compare")(compare_command)
 app.add_typer(runs_app, name="runs")
 register_deploy(app)
+app.add_typer(slurm_app, name="slurm")
+app.add_typer(pbs_app, name="pbs")
 
 
 def main() -> None:

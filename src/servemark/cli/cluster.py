@@ -1,0 +1,172 @@
+"""``servemark slurm …`` and ``servemark pbs …``: render, submit, follow and cancel batch jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Annotated
+
+import typer
+
+from servemark.cli.common import err, handle_errors, out
+from servemark.deploy import joblogs, pbs, slurm
+from servemark.deploy.batch import JobStatus
+from servemark.deploy.cluster_spec import load_cluster_spec
+from servemark.deploy.render import render
+from servemark.errors import ConfigError
+
+slurm_app = typer.Typer(help="SLURM batch jobs: render, submit, status, logs, cancel.",
+                        no_args_is_help=True)
+pbs_app = typer.Typer(help="PBS batch jobs (PBS Pro / OpenPBS): render, submit, status, cancel.",
+                      no_args_is_help=True)
+
+SpecArg = Annotated[Path, typer.Argument(help="Cluster spec (YAML)")]
+JobArg = Annotated[str, typer.Argument(help="Job id")]
+_STYLE = {"COMPLETED": "green", "RUNNING": "cyan", "PENDING": "yellow", "FAILED": "red",
+          "CANCELLED": "magenta", "TIMEOUT": "red"}
+
+
+def _show(st: JobStatus, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(st.as_dict(), indent=2) + "\n")
+        return
+    style = _STYLE.get(st.state, "white")
+    parts = [f"job {st.job_id}", f"[{style}]{st.state}[/{style}]"]
+    if st.raw_state and st.raw_state.split(" ")[0] != st.state:
+        parts.append(f"({st.raw_state})")
+    if st.exit_code is not None:
+        parts.append(f"exit {st.exit_code}")
+    if st.elapsed:
+        parts.append(f"elapsed {st.elapsed}")
+    if st.nodes:
+        parts.append(f"on {st.nodes}")
+    if st.reason and st.reason not in ("None", "(null)"):
+        parts.append(f"— {st.reason}")
+    out.print(" ".join(parts) + f"  [dim](from {st.source})[/dim]", highlight=False)
+
+
+def _render(spec: Path, output: Path | None, scheduler: str) -> None:
+    text = render(load_cluster_spec(spec), scheduler)  # type: ignore[arg-type]
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text)
+        err.print(f"wrote {output}")
+
+
+def _wait(mod: ModuleType, job_id: str, timeout: float | None, scheduler: str) -> int:
+    def changed(st: JobStatus) -> None:
+        err.print(f"job {job_id}: {st.state}", highlight=False)
+
+    try:
+        st = mod.wait(job_id, timeout_s=timeout, on_change=changed)
+    except KeyboardInterrupt:
+        if typer.confirm(f"\ncancel job {job_id}?", default=False, err=True):
+            mod.cancel(job_id)
+            err.print(f"cancelled {job_id}")
+        else:
+            err.print(f"job {job_id} keeps running; follow it with: servemark {scheduler} status {job_id}")
+        return 130
+    _show(st, False)
+    run_dir = mod.run_dir(job_id)
+    if run_dir is not None:
+        err.print(f"run directory: {run_dir}")
+    return 0 if st.ok else 1
+
+
+# ---------------------------------------------------------------- slurm
+
+@slurm_app.command("render")
+@handle_errors
+def slurm_render(spec: SpecArg,
+                 output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file")] = None) -> None:
+    """Print the complete sbatch script for SPEC."""
+    _render(spec, output, "slurm")
+
+
+@slurm_app.command("submit")
+@handle_errors
+def slurm_submit(spec: SpecArg,
+                 wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
+                 timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most")] = None) -> None:
+    """Render SPEC, submit it with sbatch and print the job id."""
+    rec = slurm.submit(load_cluster_spec(spec))
+    out.print(rec.job_id, highlight=False)
+    err.print(f"script {rec.script}\noutput {rec.output}\nresults {rec.run_dir}", highlight=False)
+    if wait:
+        raise typer.Exit(_wait(slurm, rec.job_id, timeout, "slurm"))
+
+
+@slurm_app.command("status")
+@handle_errors
+def slurm_status(job: JobArg,
+                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """The job's state (squeue, then sacct; scontrol / jobcomp when accounting is off)."""
+    _show(slurm.status(job), as_json)
+
+
+@slurm_app.command("logs")
+@handle_errors
+def slurm_logs(job: JobArg,
+               follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow until the job ends")] = False) -> None:
+    """Print the job's output; with -f also the servers' startup stages, until the job ends."""
+    path = slurm.output_path(job)
+    if path is None:
+        raise ConfigError(f"no output file known for job {job}",
+                          "it was not submitted from here and SLURM no longer knows it")
+    run_dir = slurm.run_dir(job)
+    finished = (lambda: slurm.status(job).done) if follow else (lambda: True)
+    for source, line in joblogs.follow(path, run_dir, finished):
+        if source == "job":
+            out.print(line, markup=False, highlight=False)
+        else:
+            err.print(f"[dim]{source}:[/dim] {line}", highlight=False)
+
+
+@slurm_app.command("cancel")
+@handle_errors
+def slurm_cancel(job: JobArg) -> None:
+    """Cancel the job (scancel)."""
+    slurm.cancel(job)
+    err.print(f"cancelled {job}")
+
+
+# ---------------------------------------------------------------- pbs
+
+@pbs_app.command("render")
+@handle_errors
+def pbs_render(spec: SpecArg,
+               output: Annotated[Path | None, typer.Option("-o", "--output", help="Write to a file")] = None) -> None:
+    """Print the complete qsub script for SPEC."""
+    _render(spec, output, "pbs")
+
+
+@pbs_app.command("submit")
+@handle_errors
+def pbs_submit(spec: SpecArg,
+               wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
+               timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most")] = None) -> None:
+    """Render SPEC, submit it with qsub and print the job id."""
+    rec = pbs.submit(load_cluster_spec(spec))
+    out.print(rec.job_id, highlight=False)
+    err.print(f"script {rec.script}\nresults {rec.run_dir}", highlight=False)
+    if wait:
+        raise typer.Exit(_wait(pbs, rec.job_id, timeout, "pbs"))
+
+
+@pbs_app.command("status")
+@handle_errors
+def pbs_status(job: JobArg,
+               as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """The job's state (qstat -x -f)."""
+    _show(pbs.status(job), as_json)
+
+
+@pbs_app.command("cancel")
+@handle_errors
+def pbs_cancel(job: JobArg) -> None:
+    """Cancel the job (qdel)."""
+    pbs.cancel(job)
+    err.print(f"cancelled {job}")
