@@ -47,20 +47,23 @@ class LinePrinter:
 
 
 def results_table(results: Sequence[Measurement], title: str | None = None) -> Table:
-    """One row per point: lengths, latency statistics (s), throughputs."""
+    """One row per point (input/output lengths, batch, TP): latency (s), throughputs.
+
+    Failure reasons are printed per point as they happen (LinePrinter) and kept in the CSV."""
     table = Table(title=title, header_style="bold", title_justify="left")
-    for name in ("point", "status", "latency mean s", "p10", "p50", "p90", "p99",
-                 "tokens/s", "output tokens/s", "TFLOP/s"):
+    for name in ("point", "status", "latency s", "p50 s", "p99 s", "tokens/s", "out tok/s",
+                 "TFLOP/s"):
         table.add_column(name, justify="left" if name in ("point", "status") else "right")
     for m in results:
-        lat = m.latency
-        status = "ok" if m.ok else f"[red]failed[/red] {m.error or ''}"
+        lat, p = m.latency, m.point
+        point = (f"{p.scenario + ' ' if p.scenario else ''}{p.input_len}/{p.output_len} "
+                 f"b{p.batch_size} tp{p.tensor_parallel}")
+        status = "ok" if m.ok else "[red]failed[/red]"
         if m.ok and not m.tokens_exact:
-            status = "[yellow]ok, inexact tokens[/yellow]"
-        table.add_row(m.point.label(), status, _num(lat.mean, "{:.4f}"), _num(lat.p10, "{:.4f}"),
-                      _num(lat.p50, "{:.4f}"), _num(lat.p90, "{:.4f}"), _num(lat.p99, "{:.4f}"),
-                      _num(m.throughput_tokens_per_s), _num(m.output_tokens_per_s),
-                      _tflops(m.flop_rate_per_s))
+            status = "[yellow]inexact[/yellow]"
+        table.add_row(point, status, _num(lat.mean, "{:.4f}"), _num(lat.p50, "{:.4f}"),
+                      _num(lat.p99, "{:.4f}"), _num(m.throughput_tokens_per_s),
+                      _num(m.output_tokens_per_s), _tflops(m.flop_rate_per_s))
     return table
 
 

@@ -75,7 +75,11 @@ def main(argv: list[str]) -> int:
         _write(out_path, {"status": "failed", "error": _reason(exc)})
         return 1
     _write(out_path, result)
-    return 0
+    # The result is on disk: skip vLLM's slow engine shutdown (seconds per point); the parent
+    # kills this process group, engine processes included.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":  # vLLM's engine processes are spawned: this guard is required
