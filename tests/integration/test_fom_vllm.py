@@ -29,8 +29,9 @@ CPU_ENV = {"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"}
 CPU_ENGINE = ["--enforce-eager", "--dtype", "bfloat16"]
 
 
-def servemark(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **CPU_ENV}
+def servemark(*args: str, cwd: Path, env_extra: dict[str, str] | None = None,
+              ) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **CPU_ENV, **(env_extra or {})}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
     return subprocess.run([sys.executable, "-m", "servemark", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=840)
@@ -43,6 +44,7 @@ def rows(path: Path) -> list[dict[str, str]]:
 # ---- offline ---------------------------------------------------------------------------------
 
 def test_offline_throughput_exact_tokens_and_sane_numbers(tiny_model: Path, tmp_path: Path) -> None:
+    """Also the TP axis for real: TP 2 on CPU is two workers bound to one core each."""
     import vllm
 
     b, i, o, k = 3, 24, 6, 3
@@ -50,7 +52,9 @@ def test_offline_throughput_exact_tokens_and_sane_numbers(tiny_model: Path, tmp_
                     "--input-len", str(i), "--output-len", str(o), "--num-iters-warmup", "1",
                     "--num-iters", str(k), "--max-model-len", "128", *CPU_ENGINE,
                     "--max-num-seqs", "5",  # an engine argument servemark has no flag for
-                    "--csv", "t.csv", "--json", cwd=tmp_path)
+                    "--tensor-parallel-size", "2",
+                    "--csv", "t.csv", "--json", cwd=tmp_path,
+                    env_extra={"VLLM_CPU_OMP_THREADS_BIND": "0|1"})
     assert res.returncode == 0, res.stderr[-3000:]
     doc = json.loads(res.stdout)["results"][0]
     assert doc["status"] == "ok" and doc["tokens_exact"]
@@ -66,6 +70,7 @@ def test_offline_throughput_exact_tokens_and_sane_numbers(tiny_model: Path, tmp_
     assert row["status"] == "ok" and row["tokens_exact"] == "True"
     assert (row["framework"], row["framework_version"]) == ("vllm", vllm.__version__)
     assert row["precision"] == "bfloat16" and row["max_model_len_tokens"] == "128"
+    assert row["tensor_parallel"] == "2"
     assert row["hardware"] and row["hardware"] != "unknown"
     assert float(row["throughput_tokens_per_s"]) == pytest.approx(
         b * (i + o) / float(row["latency_mean_s"]), rel=1e-4)

@@ -138,9 +138,8 @@ def run_points(
     progress = progress or NullSweepProgress()
     log_dir = results.csv_path.with_name(results.csv_path.name + ".logs")
     outcome = SweepOutcome()
-    hardware = detect_hardware(settings)
     with measurer_factory(settings, log_dir) as measurer:
-        shape = model_shape(settings, measurer.model)
+        hardware, shape = None, None  # looked up once, only if something is measured
         done = results.done() if resume else {}
         total = len(points)
         for index, point in enumerate(points, 1):
@@ -151,6 +150,9 @@ def run_points(
                 outcome.skipped += 1
                 progress.point_skipped(index, total, previous)
                 continue
+            if hardware is None:
+                hardware = detect_hardware(settings)
+                shape = model_shape(settings, measurer.model)
             progress.point_started(index, total, point)
             started = now_utc()
             m = annotate(measurer.measure(point), settings, hardware, shape, started)
