@@ -29,3 +29,13 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None
     res = runner.invoke(app, args)
     assert res.exit_code == 2, res.output
     assert message in " ".join(res.output.split()) and "Traceback" not in res.output
+
+
+def test_yaml_spec_errors_name_the_key(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    spec = tmp_path / "s.yaml"
+    spec.write_text("model: m\ninput_lens: [16]\nbatch_size: [1]\n")  # typo: batch_sizes
+    res = runner.invoke(app, ["sweep", "--spec", str(spec)])
+    assert res.exit_code == 2 and "batch_size" in res.output
+    spec.write_text("mode: online\nbase_url: http://127.0.0.1:9\nengine_args: {max_num_seqs: 8}\n")
+    res = runner.invoke(app, ["sweep", "--spec", str(spec)])
+    assert res.exit_code == 2 and "offline sweeps only" in " ".join(res.output.split())

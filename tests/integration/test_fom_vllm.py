@@ -189,3 +189,39 @@ def test_fom_suite_end_to_end_online(vllm_server, tiny_model: Path, tmp_path: Pa
     assert [(r["input_len_tokens"], r["output_len_tokens"]) for r in got] == [
         ("96", "1"), ("16", "48"), ("64", "64")]
     assert all(float(r["flop_rate_tflop_per_s"]) > 0 for r in got)
+
+
+def test_sigterm_stops_the_sweep_and_its_worker(tiny_model: Path, tmp_path: Path) -> None:
+    """A job's time limit (SIGTERM) must not leave a vLLM worker holding the machine."""
+    import signal
+    import time
+
+    import psutil
+
+    env = {**os.environ, **CPU_ENV}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "servemark", "sweep", "--model", str(tiny_model), "--input-lens",
+         "16", "--batch-sizes", "1", "--tp-sizes", "1", "--max-model-len", "64", *CPU_ENGINE,
+         "--csv", "s.csv"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 300
+        workers: list[psutil.Process] = []
+        while time.monotonic() < deadline and not workers:
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            workers = [p for p in psutil.Process(proc.pid).children(recursive=True)
+                       if "servemark.offline.worker" in " ".join(p.cmdline())]
+            time.sleep(0.2)
+        assert workers, "the worker never started"
+        time.sleep(3)  # let it get into vLLM's start-up
+        family = workers[0].children(recursive=True) + workers
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 130
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, f"left running: {[p.pid for p in alive]}"
+        journal = tmp_path / "s.csv.points.jsonl"
+        assert not journal.exists() or journal.read_text() == ""  # nothing done: re-run measures it
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

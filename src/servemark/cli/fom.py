@@ -3,10 +3,14 @@ online batch benchmarks, resumable sweep matrices and the three-scenario FOM sui
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -99,11 +103,30 @@ def _emit(results: list[Measurement], as_json: bool, title: str, extra: dict[str
         out.print(results_table(results, title=title))
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """A batch job's time limit arrives as SIGTERM: stop like Ctrl-C, so the worker process
+    (its own session, holding the GPUs) is killed and the sweep can resume later."""
+    def raise_interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, raise_interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _run(points: list[Point], settings: RunSettings, csv: Path, csv_format: str,
          resume: bool, retry_failed: bool = False) -> SweepOutcome:
     results = ResultsFile(csv, get_format(csv_format))
-    outcome = run_points(points, settings, results, LinePrinter(err), retry_failed=retry_failed,
-                         resume=resume)
+    with _sigterm_as_interrupt():
+        outcome = run_points(points, settings, results, LinePrinter(err),
+                             retry_failed=retry_failed, resume=resume)
     err.print(f"CSV ({csv_format}): {csv}  journal: {results.journal_path}", highlight=False)
     return outcome
 

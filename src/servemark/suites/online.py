@@ -64,8 +64,16 @@ class OnlineMeasurer:
         self.close()
 
     def close(self) -> None:
-        if not self._loop.is_closed():
+        if self._loop.is_closed():
+            return
+        try:  # after Ctrl-C, cancel what is still in flight before closing the session
+            pending = asyncio.all_tasks(self._loop)
+            for task in pending:
+                task.cancel()
+            if pending:
+                self._loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             self._loop.run_until_complete(self._transport.close())
+        finally:
             self._loop.close()
 
     async def _open(self) -> None:
