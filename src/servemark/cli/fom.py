@@ -8,7 +8,7 @@ import json
 import signal
 import sys
 from collections.abc import Iterator
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from types import FrameType
 from typing import Annotated, Any
@@ -237,7 +237,7 @@ def sweep_command(
                           "set them on the server, or drop base_url")
     settings = sweep.settings(api_key)
     if model_config:
-        settings = RunSettings(**{**settings.__dict__, "model_config": model_config})
+        settings = replace(settings, model_config=model_config)
     points = sweep.points()
     err.print(f"sweep: {len(points)} points, {sweep.mode}", highlight=False)
     outcome = _run(points, settings, sweep.csv, sweep.csv_format, resume=True,
