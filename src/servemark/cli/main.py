@@ -12,6 +12,7 @@ from servemark.cli.calibrate import calibrate_command
 from servemark.cli.cluster import pbs_app, slurm_app
 from servemark.cli.demo import demo_command
 from servemark.cli.deploy import register as register_deploy
+from servemark.cli.fom import register as register_fom
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
 
@@ -49,6 +50,7 @@ app.add_typer(runs_app, name="runs")
 register_deploy(app)
 app.add_typer(slurm_app, name="slurm")
 app.add_typer(pbs_app, name="pbs")
+register_fom(app)
 
 
 def main() -> None:
