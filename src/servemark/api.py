@@ -214,7 +214,8 @@ async def abench(
             await run_point(point, source, send, on_record, num_requests=n,
                             duration_s=config.duration_s, control=control, live=live,
                             rng=random.Random(seed + 7))
-            summary = summarize(records, label, point.concurrency, point.request_rate)
+            summary = summarize(records, label, point.concurrency, point.request_rate,
+                                num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)

@@ -13,17 +13,23 @@ from rich.markup import escape
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
-from servemark.cli.render import error_lines, summary_table
+from servemark.cli.render import error_lines, markdown_table, summary_table
+from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
 from servemark.spec import make_config
 
+TABLE_FORMATS = ("rich", "markdown")
 
-def report_result(result: BenchResult, as_json: bool) -> int:
+
+def report_result(result: BenchResult, as_json: bool, table_format: str = "rich") -> int:
     """Print the result; return the exit code (1 when a load point completed nothing)."""
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
-        out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
+        if table_format == "markdown":
+            sys.stdout.write(markdown_table(result.points))
+        else:
+            out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
         for line in error_lines(result.points):
             err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
@@ -63,9 +69,15 @@ def bench_command(
     grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
+    num_gpus: Annotated[int | None, typer.Option(help="GPUs behind the endpoint, for per-GPU tokens/s")] = None,
+    threshold_tps: Annotated[float | None, typer.Option(help="Count requests slower than this many output tokens/s (Meta's on-prem benchmark uses 7)")] = None,
+    table_format: Annotated[str, typer.Option(help="Terminal table: rich, or markdown (the columns of Meta's on-prem vLLM benchmark)")] = "rich",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError(f"--table-format must be one of {', '.join(TABLE_FORMATS)}, got {table_format!r}",
+                          "for example --table-format markdown")
     config = make_config(
         base_url=base_url, model=model, api=api, stream=stream,
         concurrency=parse_list(concurrency, int, "--concurrency"),
@@ -76,9 +88,10 @@ def bench_command(
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client,
+        num_gpus=num_gpus, threshold_tps=threshold_tps,
     )
     control = RunControl(config.grace_period_s)
     with RichBenchProgress(err) as progress:
         result = bench(config, progress=progress, control=control, handle_signals=True,
                        argv=sys.argv)
-    raise typer.Exit(report_result(result, as_json))
+    raise typer.Exit(report_result(result, as_json, table_format))
