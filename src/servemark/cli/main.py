@@ -9,6 +9,7 @@ import typer
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
 from servemark.cli.demo import demo_command
+from servemark.cli.doctor import doctor_command
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
 
@@ -38,6 +39,7 @@ def root(
 
 app.command("bench")(bench_command)
 app.command("demo")(demo_command)
+app.command("doctor")(doctor_command)
 app.add_typer(plan_app, name="plan")
 app.command("report")(report_command)
 app.command("compare")(compare_command)

@@ -19,7 +19,14 @@ from dataclasses import dataclass, field, replace
 from servemark.errors import ConfigError
 from servemark.plan.arch import ModelArch
 from servemark.plan.catalog import GIB, GPU, get_gpu, gpu_catalog, resolve_model
-from servemark.plan.memory import MemoryPlan, Runtime, model_dtype, norm_dtype, plan_memory
+from servemark.plan.memory import (
+    MemoryPlan,
+    Runtime,
+    kv_bytes_per_token,
+    model_dtype,
+    norm_dtype,
+    plan_memory,
+)
 from servemark.plan.predict import tp_is_valid
 
 
@@ -139,3 +146,11 @@ def check_fits(model: str | ModelArch, gpu: str | GPU, tp: int = 1, pp: int = 1,
         kv_budget_per_gpu_gib=max(mp.kv_budget_per_gpu_bytes, 0.0) / GIB,
         problems=problems, hints=hints,
     )
+
+
+def largest_len_in_kv_bytes(arch: ModelArch, kv_bytes: float, kv_dtype: str, block_size: int = 16) -> int:
+    """The longest sequence a KV cache of ``kv_bytes`` holds for the whole model on one device
+    (vLLM's CPU backend: VLLM_CPU_KVCACHE_SPACE), in whole blocks, capped by the positions."""
+    per_block = kv_bytes_per_token(arch, kv_dtype) * block_size
+    tokens = int(max(kv_bytes, 0) // per_block) * block_size
+    return min(tokens, int(arch.max_position_embeddings)) if arch.max_position_embeddings else tokens
