@@ -251,7 +251,8 @@ async def abench(
                                 duration_s=config.duration_s, control=control, live=live,
                                 rng=random.Random(seed + 7))
                 cpu_s = time.process_time() - cpu_start
-            summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s)
+            summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s,
+                                num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
             if len(urls) > 1:
                 summary.by_endpoint = summarize_by_endpoint(records, urls, label)
             summaries.append(summary)

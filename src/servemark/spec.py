@@ -49,6 +49,10 @@ class BenchConfig(BaseModel):
     temperature: float | None = Field(0.0, ge=0)
     extra_body: dict[str, Any] | None = None
 
+    num_gpus: int | None = Field(None, ge=1, description="GPUs behind the endpoint, for per-GPU rates")
+    threshold_tps: float | None = Field(
+        None, gt=0, description="count requests whose output tokens / e2e is below this (slow requests)")
+
     output_dir: Path | None = None
     results_root: Path = Path("results")
     connect_timeout_s: float = Field(30.0, gt=0)

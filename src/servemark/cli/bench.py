@@ -14,13 +14,20 @@ from rich.table import Table
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
-from servemark.cli.render import client_bound_lines, endpoint_table, error_lines, summary_table
+from servemark.cli.render import (
+    client_bound_lines,
+    endpoint_table,
+    error_lines,
+    markdown_table,
+    summary_table,
+)
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
 from servemark.metrics.profiles import PROFILES, profile_rows
 from servemark.spec import make_config
 from servemark.store.rundir import load_records
 
+TABLE_FORMATS = ("rich", "markdown")
 
 def print_profile(result: BenchResult, profile: str) -> None:
     """The run's numbers in another tool's conventions, one column per load point."""
@@ -36,15 +43,19 @@ def print_profile(result: BenchResult, profile: str) -> None:
     out.print(table)
 
 
-def report_result(result: BenchResult, as_json: bool, profile: str | None = None) -> int:
+def report_result(result: BenchResult, as_json: bool, profile: str | None = None,
+                  table_format: str = "rich") -> int:
     """Print the result; return the exit code (1 when a load point completed nothing)."""
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
-        where = ", ".join(result.document.get("endpoints") or [result.endpoint.base_url])
-        out.print(summary_table(result.points, title=escape(f"{result.model} @ {where}")))
-        if (per_endpoint := endpoint_table(result.points)) is not None:
-            out.print(per_endpoint)
+        if table_format == "markdown":
+            sys.stdout.write(markdown_table(result.points))
+        else:
+            where = ", ".join(result.document.get("endpoints") or [result.endpoint.base_url])
+            out.print(summary_table(result.points, title=escape(f"{result.model} @ {where}")))
+            if (per_endpoint := endpoint_table(result.points)) is not None:
+                out.print(per_endpoint)
         if profile:
             print_profile(result, profile)
         for line in client_bound_lines(result.points):
@@ -91,9 +102,15 @@ def bench_command(
     workers: Annotated[int, typer.Option(help="Client processes (each with its own event loop); use more when a run is flagged client-bound")] = 1,
     metrics_profile: Annotated[str | None, typer.Option(help="Also print the numbers in another tool's conventions: vllm, guidellm or aiperf")] = None,
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
+    num_gpus: Annotated[int | None, typer.Option(help="GPUs behind the endpoint, for per-GPU tokens/s")] = None,
+    threshold_tps: Annotated[float | None, typer.Option(help="Count requests slower than this many output tokens/s (Meta's on-prem benchmark uses 7)")] = None,
+    table_format: Annotated[str, typer.Option(help="Terminal table: rich, or markdown (the columns of Meta's on-prem vLLM benchmark)")] = "rich",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
+    if table_format not in TABLE_FORMATS:
+        raise ConfigError(f"--table-format must be one of {', '.join(TABLE_FORMATS)}, got {table_format!r}",
+                          "for example --table-format markdown")
     config = make_config(
         base_url=base_url, lb_policy=lb_policy, model=model, api=api, stream=stream,
         concurrency=parse_list(concurrency, int, "--concurrency"),
@@ -104,6 +121,7 @@ def bench_command(
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,
+        num_gpus=num_gpus, threshold_tps=threshold_tps,
     )
     if metrics_profile is not None and metrics_profile not in PROFILES:
         raise ConfigError(f"unknown --metrics-profile {metrics_profile!r}",
@@ -112,4 +130,4 @@ def bench_command(
     with RichBenchProgress(err) as progress:
         result = bench(config, progress=progress, control=control, handle_signals=True,
                        argv=sys.argv)
-    raise typer.Exit(report_result(result, as_json, metrics_profile))
+    raise typer.Exit(report_result(result, as_json, metrics_profile, table_format))

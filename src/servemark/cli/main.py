@@ -12,6 +12,7 @@ from servemark.cli.calibrate import calibrate_command
 from servemark.cli.cluster import pbs_app, slurm_app
 from servemark.cli.demo import demo_command
 from servemark.cli.deploy import register as register_deploy
+from servemark.cli.doctor import doctor_command
 from servemark.cli.fom import register as register_fom
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
@@ -43,6 +44,7 @@ def root(
 app.command("bench")(bench_command)
 app.command("demo")(demo_command)
 app.command("calibrate")(calibrate_command)
+app.command("doctor")(doctor_command)
 app.add_typer(plan_app, name="plan")
 app.command("report")(report_command)
 app.command("compare")(compare_command)

@@ -216,12 +216,13 @@ def advise_command(
                             _factors(factors), rt, max_tpot_ms)
     t = Table(title=f"{arch.name} on {nodes} x {gpus_per_node} {g.name} ({d}, KV {kv}); "
                     f"workload {input_len} in / {output_len} out")
-    for col in ("TP", "PP", "replicas", f"seqs at {adv.context:,}", "batch", "TPOT ms", "TTFT ms", "node out tok/s", ""):
+    for col in ("TP", "PP", "replicas", f"seqs at {adv.context:,}", "max model len", "batch", "TPOT ms", "TTFT ms", "node out tok/s", ""):
         t.add_column(col, justify="right")
     for lay in adv.layouts:
         p = lay.prediction
         mark = "[bold green]recommended[/bold green]" if lay is adv.recommended else ("" if lay.fits else "[red]does not fit[/red]")
-        t.add_row(str(lay.tp), str(lay.pp), str(lay.replicas), str(lay.max_seqs_at_context), str(lay.batch),
+        t.add_row(str(lay.tp), str(lay.pp), str(lay.replicas), str(lay.max_seqs_at_context),
+                  f"{lay.max_model_len:,}" if lay.max_model_len else "-", str(lay.batch),
                   f"{p.tpot_s * 1e3:.1f}" if p else "-", f"{p.ttft_s * 1e3:.0f}" if p else "-",
                   f"{lay.node_output_tokens_per_s:,.0f}" if p else "-", mark)
     out.print(t)

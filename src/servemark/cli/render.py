@@ -1,4 +1,5 @@
-"""Rich renderables for results (pure descriptions; the console prints them)."""
+"""Renderables for results (pure descriptions; the console prints them): the rich summary table
+and a markdown table laid out like Meta's on-prem vLLM benchmark."""
 
 from __future__ import annotations
 
@@ -28,9 +29,21 @@ def summary_table(points: Sequence[PointSummary], title: str | None = None) -> T
         ("requests failed", [f"[red]{p.failed}[/red]" if p.failed else "0" for p in points]),
         ("duration s", [_num(p.duration_s, "{:.2f}") for p in points]),
         ("requests/s", [_num(p.requests_per_s, "{:.2f}") for p in points]),
+        ("input tokens/s", [_num(p.input_tokens_per_s) for p in points]),
         ("output tokens/s", [_num(p.output_tokens_per_s) for p in points]),
-        ("total tokens/s", [_num(p.total_tokens_per_s) for p in points]),
     ]
+    if any(p.num_gpus for p in points):
+        rows += [
+            ("input tokens/s per GPU", [_num(p.input_tokens_per_s_per_gpu) for p in points]),
+            ("output tokens/s per GPU", [_num(p.output_tokens_per_s_per_gpu) for p in points]),
+        ]
+    rows.append(("mean output tokens/s per request", [_num(p.output_tokens_per_s_per_request) for p in points]))
+    thresholds = {p.threshold_tps for p in points if p.threshold_tps is not None}
+    if thresholds:
+        what = f"< {thresholds.pop():g} tok/s" if len(thresholds) == 1 else "below threshold"
+        rows.append((f"slow requests ({what})",
+                     [_num(p.slow_requests, "{:d}") for p in points]))
+    rows.append(("total tokens/s", [_num(p.total_tokens_per_s) for p in points]))
     for name, attr in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("ITL", "itl_s"), ("E2E", "e2e_s")):
         dists = [getattr(p, attr) for p in points]
         rows.append((f"{name} mean ms", [_ms(d.mean) for d in dists]))
@@ -72,6 +85,59 @@ def endpoint_table(points: Sequence[PointSummary], title: str | None = "per endp
                           _ms(s.ttft_s.p50), _ms(s.ttft_s.p99), _ms(s.e2e_s.p50))
         table.add_section()
     return table
+
+# The column layout of Meta's on-prem vLLM benchmark (llama-recipes,
+# recipes/benchmarks/inference_throughput/on-prem/vllm/chat_vllm_benchmark.py), so tables can be
+# pasted beside the ones sites already have. Latency there is the end-to-end latency.
+MARKDOWN_COLUMNS: tuple[str, ...] = (
+    "Number of Concurrent Requests",
+    "P50 Latency (ms)",
+    "P99 Latency (ms)",
+    "RPS",
+    "Output Tokens per Second",
+    "Output Tokens per Second per GPU",
+    "Input Tokens per Second",
+    "Input Tokens per Second per GPU",
+    "Average Output Tokens per Second per Request",
+    "Number of Requests Below Threshold",
+)
+
+
+def _md(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f}"
+
+
+def _ms_md(value: float | None) -> str:
+    return "–" if value is None else f"{value * 1000:.2f}"
+
+
+def markdown_rows(points: Sequence[PointSummary]) -> list[list[str]]:
+    """The cells of the markdown table, one row per load point (two decimals, as Meta prints)."""
+    rows = []
+    for p in points:
+        level = str(p.concurrency) if p.concurrency is not None else p.label
+        rows.append([
+            level,
+            _ms_md(p.e2e_s.p50),
+            _ms_md(p.e2e_s.p99),
+            _md(p.requests_per_s),
+            _md(p.output_tokens_per_s),
+            _md(p.output_tokens_per_s_per_gpu),
+            _md(p.input_tokens_per_s),
+            _md(p.input_tokens_per_s_per_gpu),
+            _md(p.output_tokens_per_s_per_request),
+            "–" if p.slow_requests is None else str(p.slow_requests),
+        ])
+    return rows
+
+
+def markdown_table(points: Sequence[PointSummary]) -> str:
+    """A GitHub markdown table with Meta's columns; "–" where a figure is undefined (no
+    --num-gpus, no --threshold-tps, nothing completed)."""
+    lines = ["| " + " | ".join(MARKDOWN_COLUMNS) + " |",
+             "|" + "|".join("-" * (len(c) + 2) for c in MARKDOWN_COLUMNS) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in markdown_rows(points)]
+    return "\n".join(lines) + "\n"
 
 
 def error_lines(points: Sequence[PointSummary]) -> list[str]:

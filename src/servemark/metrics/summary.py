@@ -4,6 +4,12 @@ Throughput follows our users' figure of merit: (Σ input + Σ output tokens of s
 requests) / wall time of the measured window, where the window runs from the first measured
 request's send to the last measured request's end. Output tokens/s and requests/s use the
 same window.
+
+For parity with Meta's on-prem vLLM benchmark (llama-recipes,
+recipes/benchmarks/inference_throughput/on-prem/vllm/chat_vllm_benchmark.py) we also report:
+per-GPU throughput = throughput / number of GPUs; a request's output speed = its output tokens /
+its end-to-end latency, averaged (arithmetic mean) over successful requests; and the "slow
+requests": successful requests whose output speed is strictly below ``threshold_tps``.
 """
 
 from __future__ import annotations
@@ -50,6 +56,13 @@ class PointSummary:
     fidelity: Fidelity | None = None
     # several endpoints (client-side load balancing): the same summary per endpoint
     by_endpoint: dict[str, PointSummary] = field(default_factory=dict)
+    # parity with the sites' scripts (added later: None in older summaries)
+    num_gpus: int | None = None
+    input_tokens_per_s_per_gpu: float | None = None
+    output_tokens_per_s_per_gpu: float | None = None
+    output_tokens_per_s_per_request: float | None = None  # mean over requests of out / e2e
+    threshold_tps: float | None = None
+    slow_requests: int | None = None  # requests whose out / e2e < threshold_tps
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -83,15 +96,23 @@ def _rate(total: float, duration: float | None) -> float | None:
     return total / duration
 
 
+def _per_gpu(rate: float | None, num_gpus: int | None) -> float | None:
+    return None if rate is None or not num_gpus else rate / num_gpus
+
+
 def summarize(
     records: Iterable[RequestRecord],
     label: str,
     concurrency: int | None = None,
     request_rate: float | None = None,
     client_cpu_s: float | None = None,
+    *,
+    num_gpus: int | None = None,
+    threshold_tps: float | None = None,
 ) -> PointSummary:
     """Aggregate the records of one load point. Cancelled requests are neither successes nor
-    failures and are excluded from the window."""
+    failures and are excluded from the window. ``num_gpus`` gives the per-GPU rates and
+    ``threshold_tps`` the count of slow requests; without them those stay None."""
     everything = list(records)
     recs = [r for r in everything if r.error_kind != "cancelled"]
     cancelled = len(everything) - len(recs)
@@ -111,6 +132,11 @@ def summarize(
     itl_parts = [np.diff(np.asarray(r.chunk_times_s)) for r in ok if r.streamed and len(r.chunk_times_s) > 1]
     itl = np.concatenate(itl_parts) if itl_parts else np.empty(0)
 
+    speeds = [v for r in ok if (v := derive.output_tps(r)) is not None]
+    slow = None if threshold_tps is None else sum(1 for v in speeds if v < threshold_tps)
+    input_rate = _rate(input_total, duration)
+    output_rate = _rate(output_total, duration)
+
     mismatches = sum(
         1
         for r in ok
@@ -129,8 +155,8 @@ def summarize(
         cancelled=cancelled,
         duration_s=duration,
         requests_per_s=_rate(len(ok), duration),
-        input_tokens_per_s=_rate(input_total, duration),
-        output_tokens_per_s=_rate(output_total, duration),
+        input_tokens_per_s=input_rate,
+        output_tokens_per_s=output_rate,
         total_tokens_per_s=_rate(input_total + output_total, duration),
         input_tokens_total=input_total,
         output_tokens_total=output_total,
@@ -142,6 +168,12 @@ def summarize(
         token_sources=dict(Counter(r.token_source or "none" for r in ok)),
         input_len_mismatches=mismatches,
         fidelity=assess(ok, duration, client_cpu_s),
+        num_gpus=num_gpus,
+        input_tokens_per_s_per_gpu=_per_gpu(input_rate, num_gpus),
+        output_tokens_per_s_per_gpu=_per_gpu(output_rate, num_gpus),
+        output_tokens_per_s_per_request=float(np.mean(speeds)) if speeds else None,
+        threshold_tps=threshold_tps,
+        slow_requests=slow,
     )
 
 

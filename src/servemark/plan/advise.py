@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from servemark.errors import ConfigError
 from servemark.plan.arch import ModelArch
 from servemark.plan.catalog import GPU
+from servemark.plan.fit import largest_max_model_len
 from servemark.plan.memory import Runtime, plan_memory
 from servemark.plan.predict import Factors, Prediction, Setup, serving, tp_is_valid
 
@@ -31,6 +32,7 @@ class Layout:
     max_seqs_at_context: int  # full --context sequences one replica holds
     batch: int  # sequences decoded together at the --input-len/--output-len workload
     prediction: Prediction | None
+    max_model_len: int = 0  # the largest --max-model-len this layout accepts (0: nothing fits)
 
     @property
     def gpus_per_replica(self) -> int:
@@ -97,7 +99,8 @@ def _layout(arch: ModelArch, gpu: GPU, tp: int, pp: int, replicas: int, ctx: int
     if fits and work.max_seqs_at_context >= 1:
         setup = Setup(arch, gpu, tp, pp, dtype, kv_dtype, rt)
         pred = serving(setup, f, input_len, output_len, work.max_seqs_at_context)
-    return Layout(tp, pp, replicas, fits, mp.max_seqs_at_context, work.max_seqs_at_context, pred)
+    return Layout(tp, pp, replicas, fits, mp.max_seqs_at_context, work.max_seqs_at_context, pred,
+                  largest_max_model_len(mp, arch))
 
 
 def _reasons(arch: ModelArch, gpu: GPU, tps: list[int], layouts: list[Layout], rec: Layout | None,
@@ -108,6 +111,10 @@ def _reasons(arch: ModelArch, gpu: GPU, tps: list[int], layouts: list[Layout], r
     if not fitting:
         out.append(f"no layout on {total} x {gpu.name} holds the weights plus one {ctx}-token sequence; "
                    "add nodes, quantize (--dtype fp8/int4) or shorten --context")
+        longest = max(layouts, key=lambda lay: lay.max_model_len, default=None)
+        if longest is not None and longest.max_model_len > 0:
+            out.append(f"the longest sequence any layout holds: --max-model-len {longest.max_model_len} "
+                       f"on TP{longest.tp} x PP{longest.pp}")
         return out
     smallest = min(fitting, key=lambda lay: lay.gpus_per_replica)
     out.append(f"smallest replica that holds one {ctx}-token sequence: TP{smallest.tp} x PP{smallest.pp} "
@@ -117,6 +124,9 @@ def _reasons(arch: ModelArch, gpu: GPU, tps: list[int], layouts: list[Layout], r
     out.append(f"recommended: {rec.replicas} replica(s) of TP{rec.tp} x PP{rec.pp}, batch {rec.batch} each, "
                f"about {rec.node_output_tokens_per_s:,.0f} output tok/s in total "
                f"(TPOT {rec.prediction.tpot_s * 1e3:.1f} ms, decode {rec.prediction.decode_bound}-bound)")
+    out.append(f"largest --max-model-len on the recommended TP{rec.tp} x PP{rec.pp}: {rec.max_model_len} tokens"
+               + (" (the model's maximum)" if rec.max_model_len == arch.max_position_embeddings else
+                  " (all its KV cache for one sequence)"))
     others = [lay for lay in fitting if lay is not rec and lay.prediction is not None]
     if others:
         best_other = max(others, key=lambda lay: lay.node_output_tokens_per_s)

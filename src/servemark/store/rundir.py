@@ -115,6 +115,12 @@ def csv_row(summary: PointSummary, model: str, api: str) -> dict[str, Any]:
         "input_tokens_per_s": summary.input_tokens_per_s,
         "output_tokens_per_s": summary.output_tokens_per_s,
         "total_tokens_per_s": summary.total_tokens_per_s,
+        "num_gpus": summary.num_gpus,
+        "input_tokens_per_s_per_gpu": summary.input_tokens_per_s_per_gpu,
+        "output_tokens_per_s_per_gpu": summary.output_tokens_per_s_per_gpu,
+        "output_tokens_per_s_per_request": summary.output_tokens_per_s_per_request,
+        "threshold_tps": summary.threshold_tps,
+        "slow_requests": summary.slow_requests,
     }
     for metric in LATENCY_METRICS:
         dist = getattr(summary, metric)
