@@ -26,6 +26,7 @@ from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize
+from servemark.profile.sampler import MetricsSampler, observe_point, record_window
 from servemark.progress import BenchProgress, NullProgress
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
@@ -126,6 +127,7 @@ async def abench(
     headers = _auth_headers(config)
     writer: RunWriter | None = None
     doc: dict[str, Any] = {}
+    resources = contextlib.AsyncExitStack()  # background observers (server metrics)
     try:
         progress.message(f"probing {config.base_url}")
         info = await probe(net, config.base_url, config.model, headers)
@@ -170,6 +172,10 @@ async def abench(
         target = Target(config.base_url, tuple(headers.items()))
         summaries: list[PointSummary] = []
         t0 = time.perf_counter()
+        sampler = None
+        if config.server_metrics:
+            sampler = await resources.enter_async_context(MetricsSampler(
+                [config.base_url], run_dir, config.metrics_interval_s, headers, t0))
         next_id = 0
         for index, point in enumerate(points_cfg):
             if control.stop_requested:
@@ -211,10 +217,14 @@ async def abench(
 
             source: Iterator[RequestSpec] = iter(measured) if n is not None else _cycle(measured, next_id)
             progress.point_started(label, n, config.duration_s, live)
-            await run_point(point, source, send, on_record, num_requests=n,
-                            duration_s=config.duration_s, control=control, live=live,
-                            rng=random.Random(seed + 7))
+            async with observe_point(sampler, label):
+                await run_point(point, source, send, on_record, num_requests=n,
+                                duration_s=config.duration_s, control=control, live=live,
+                                rng=random.Random(seed + 7))
             summary = summarize(records, label, point.concurrency, point.request_rate)
+            if sampler is not None:
+                record_window(doc, sampler, label, summary.input_tokens_total,
+                              summary.output_tokens_total)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)
@@ -235,6 +245,7 @@ async def abench(
                 writer.write_summary(doc)
         raise
     finally:
+        await resources.aclose()
         if writer is not None:
             writer.close()
             catalog.register_run(writer.path, config.results_root)  # derived index; never raises

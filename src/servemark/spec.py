@@ -47,6 +47,8 @@ class BenchConfig(BaseModel):
     grace_period_s: float = Field(30.0, ge=0)
     api_key: SecretStr | None = None
     http_client: Literal["fast", "aiohttp"] = "fast"
+    server_metrics: bool = Field(True, description="sample the server's /metrics during each load point")
+    metrics_interval_s: float = Field(1.0, gt=0)
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:

@@ -14,7 +14,9 @@ from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
 from servemark.cli.render import error_lines, summary_table
+from servemark.cli.report import rich_table
 from servemark.load.runner import RunControl
+from servemark.report.server import server_metrics_table
 from servemark.spec import make_config
 
 
@@ -24,6 +26,9 @@ def report_result(result: BenchResult, as_json: bool) -> int:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
         out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
+        server = server_metrics_table(result.document)
+        if server is not None:
+            out.print(rich_table(server))
         for line in error_lines(result.points):
             err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
@@ -63,6 +68,8 @@ def bench_command(
     grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
+    server_metrics: Annotated[bool, typer.Option(help="Sample the server's Prometheus /metrics during each load point")] = True,
+    metrics_interval: Annotated[float, typer.Option(help="Seconds between /metrics samples")] = 1.0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
@@ -76,6 +83,7 @@ def bench_command(
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client,
+        server_metrics=server_metrics, metrics_interval_s=metrics_interval,
     )
     control = RunControl(config.grace_period_s)
     with RichBenchProgress(err) as progress:
