@@ -28,6 +28,7 @@ from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize
 from servemark.profile.sampler import MetricsSampler, observe_point, record_window
 from servemark.progress import BenchProgress, NullProgress
+from servemark.safety.factory import SafetyMonitor, make_checker
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
@@ -129,6 +130,9 @@ async def abench(
     doc: dict[str, Any] = {}
     resources = contextlib.AsyncExitStack()  # background observers (server metrics)
     try:
+        checker = None if config.safety is None else make_checker(
+            config.safety, rules=config.safety_rules, headers=headers,
+            judge_url=config.judge_url, judge_model=config.judge_model)
         progress.message(f"probing {config.base_url}")
         info = await probe(net, config.base_url, config.model, headers)
         model = config.model
@@ -176,6 +180,10 @@ async def abench(
         if config.server_metrics:
             sampler = await resources.enter_async_context(MetricsSampler(
                 [config.base_url], run_dir, config.metrics_interval_s, headers, t0))
+        safety = None
+        if checker is not None:
+            safety = await resources.enter_async_context(
+                SafetyMonitor(checker, run_dir, config.safety_targets))
         next_id = 0
         for index, point in enumerate(points_cfg):
             if control.stop_requested:
@@ -192,8 +200,13 @@ async def abench(
             label = point.label
 
             async def send(spec: RequestSpec, scheduled: float | None, label: str = label) -> RequestRecord:
+                if safety is not None:
+                    prompt = spec.prompt or "\n".join(m.get("content", "") for m in spec.messages or ())
+                    safety.submit(spec.request_id, label, "prompt", prompt)
                 return await execute(net, target, spec, opts, t0=t0, load_point=label,
-                                     scheduled_s=None if scheduled is None else scheduled - t0)
+                                     scheduled_s=None if scheduled is None else scheduled - t0,
+                                     on_text=None if safety is None else lambda rec, text: safety.submit(
+                                         rec.request_id, rec.load_point, "output", text))
 
             if warm:
                 progress.message(f"{label}: {len(warm)} warm-up requests (not counted)")
@@ -225,6 +238,9 @@ async def abench(
             if sampler is not None:
                 record_window(doc, sampler, label, summary.input_tokens_total,
                               summary.output_tokens_total)
+            if safety is not None:
+                await safety.drain()
+                doc["safety"] = safety.summary()
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)

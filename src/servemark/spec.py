@@ -49,6 +49,11 @@ class BenchConfig(BaseModel):
     http_client: Literal["fast", "aiohttp"] = "fast"
     server_metrics: bool = Field(True, description="sample the server's /metrics during each load point")
     metrics_interval_s: float = Field(1.0, gt=0)
+    safety: Literal["local", "judge", "azure"] | None = None
+    safety_targets: tuple[Literal["prompt", "output"], ...] = ("output",)
+    safety_rules: Path | None = None
+    judge_url: str | None = None
+    judge_model: str | None = None
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:

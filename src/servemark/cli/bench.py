@@ -29,6 +29,11 @@ def report_result(result: BenchResult, as_json: bool) -> int:
         server = server_metrics_table(result.document)
         if server is not None:
             out.print(rich_table(server))
+        safety = result.document.get("safety")
+        if safety:
+            for label, c in safety["points"].items():
+                err.print(f"safety ({escape(safety['checker'])}) {escape(label)}: {c['checked']} checked, "
+                          f"{c['flagged']} flagged, {c['errors']} check errors")
         for line in error_lines(result.points):
             err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
@@ -70,6 +75,11 @@ def bench_command(
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
     server_metrics: Annotated[bool, typer.Option(help="Sample the server's Prometheus /metrics during each load point")] = True,
     metrics_interval: Annotated[float, typer.Option(help="Seconds between /metrics samples")] = 1.0,
+    safety_check: Annotated[str | None, typer.Option(help="Record a safety verdict per request: local (patterns), judge (a guard model) or azure (AI Content Safety)")] = None,
+    safety_on: Annotated[str, typer.Option(help="What --safety-check reads: output, prompt or prompt,output")] = "output",
+    safety_rules: Annotated[Path | None, typer.Option(help="JSON rules for the local checker (default: the built-in set)")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="Server of the guard model for --safety-check judge")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Guard model name for --safety-check judge")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
@@ -84,6 +94,8 @@ def bench_command(
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client,
         server_metrics=server_metrics, metrics_interval_s=metrics_interval,
+        safety=safety_check, safety_targets=tuple(parse_list(safety_on, str, "--safety-on") or ()),
+        safety_rules=safety_rules, judge_url=judge_url, judge_model=judge_model,
     )
     control = RunControl(config.grace_period_s)
     with RichBenchProgress(err) as progress:
