@@ -9,6 +9,8 @@ import typer
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
 from servemark.cli.demo import demo_command
+from servemark.cli.observe import app as profile_app
+from servemark.cli.observe import chat_command
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
 
@@ -42,6 +44,8 @@ app.add_typer(plan_app, name="plan")
 app.command("report")(report_command)
 app.command("compare")(compare_command)
 app.add_typer(runs_app, name="runs")
+app.add_typer(profile_app, name="profile")
+app.command("chat")(chat_command)
 
 
 def main() -> None:
