@@ -5,14 +5,20 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table as RichTable
 
 from servemark.cli.common import err, handle_errors, out, parse_list
+
+if TYPE_CHECKING:
+    from servemark.chat.session import ChatSession
+    from servemark.profile.nsys import KernelReport
+    from servemark.profile.torchprof import TraceSummary
 from servemark.cli.progress import RichBenchProgress
 from servemark.errors import ConfigError
 from servemark.spec import BenchConfig, make_config
@@ -87,7 +93,7 @@ def torch_command(
     err.print(f"results: {escape(str(result.run_dir))}")
 
 
-def _print_traces(traces: list, top_k: int) -> None:
+def _print_traces(traces: list[TraceSummary], top_k: int) -> None:
     for tr in traces:
         if not tr.ops:
             continue
@@ -115,7 +121,7 @@ def trace_command(
     _print_traces([summarize_trace(p) for p in paths], top_k)
 
 
-def _print_kernels(report, top_k: int) -> None:  # type: ignore[no-untyped-def]
+def _print_kernels(report: KernelReport, top_k: int) -> None:
     t = RichTable(title=escape(f"{report.label}: top {top_k} kernels by GPU time"),
                   title_justify="left", header_style="bold")
     for col in ("kernel", "instances", "total ms", "share", "all-reduce"):
@@ -255,7 +261,7 @@ def chat_command(
         loop.close()
 
 
-def _prompts():  # type: ignore[no-untyped-def]
+def _prompts() -> Iterator[str]:
     while True:
         try:
             yield input("you> ")
@@ -263,7 +269,7 @@ def _prompts():  # type: ignore[no-untyped-def]
             return
 
 
-def _turn(loop: asyncio.AbstractEventLoop, session, line: str) -> bool:  # type: ignore[no-untyped-def]
+def _turn(loop: asyncio.AbstractEventLoop, session: ChatSession, line: str) -> bool:
     """One line of input: a command or a question. False ends the chat."""
     if not line:
         return True
