@@ -43,13 +43,25 @@ def tiny_model() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[VllmServer]:
-    """One real vLLM CPU server on the tiny model for the whole session."""
+def torch_trace_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the session server's torch profiler writes (idle unless a test starts it)."""
+    return tmp_path_factory.mktemp("torch-traces")
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory,
+                torch_trace_dir: Path) -> Iterator[VllmServer]:
+    """One real vLLM CPU server on the tiny model for the whole session. Its torch profiler is
+    configured (so profiling tests need no second server); it records only between
+    /start_profile and /stop_profile."""
+    from servemark.profile.torchprof import server_args
+
     log = tmp_path_factory.mktemp("vllm") / "server.log"
     server = VllmServer(
         str(tiny_model),
         served_model_name=SERVED_NAME,
-        extra_args=["--max-model-len", "2048", "--enforce-eager", "--dtype", "bfloat16"],
+        extra_args=["--max-model-len", "2048", "--enforce-eager", "--dtype", "bfloat16",
+                    *server_args(torch_trace_dir)],
         env={"HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1"},
         log_path=log,
     )

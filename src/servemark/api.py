@@ -28,7 +28,9 @@ from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, run_point_workers
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize, summarize_by_endpoint
+from servemark.profile.sampler import MetricsSampler, observe_point, record_window
 from servemark.progress import BenchProgress, NullProgress
+from servemark.safety.factory import SafetyMonitor, make_checker
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
@@ -138,7 +140,11 @@ async def abench(
     headers = _auth_headers(config)
     writer: RunWriter | None = None
     doc: dict[str, Any] = {}
+    resources = contextlib.AsyncExitStack()  # background observers (server metrics)
     try:
+        checker = None if config.safety_check is None else make_checker(
+            config.safety_check, rules=config.safety_rules, headers=headers,
+            judge_url=config.judge_url, judge_model=config.judge_model)
         urls = config.base_urls
         progress.message(f"probing {', '.join(urls)}")
         infos = [await probe(net, url, config.model, headers) for url in urls]
@@ -187,6 +193,14 @@ async def abench(
         targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
         t0 = time.perf_counter()
+        sampler = None
+        if config.server_metrics:
+            sampler = await resources.enter_async_context(MetricsSampler(
+                urls, run_dir, config.metrics_interval_s, headers, t0))
+        safety = None
+        if checker is not None:
+            safety = await resources.enter_async_context(
+                SafetyMonitor(checker, run_dir, config.safety_on))
         next_id = 0
         for index, point in enumerate(points_cfg):
             if control.stop_requested:
@@ -204,12 +218,20 @@ async def abench(
 
             picker = make_picker(config.lb_policy, urls)  # chosen per request
 
+            def on_text(rec: RequestRecord, text: str) -> None:
+                assert safety is not None
+                safety.submit(rec.request_id, rec.load_point, "output", text)
+
             async def send(spec: RequestSpec, scheduled: float | None, label: str = label,
                            picker: EndpointPicker = picker) -> RequestRecord:
+                if safety is not None:
+                    prompt = spec.prompt or "\n".join(m.get("content", "") for m in spec.messages or ())
+                    safety.submit(spec.request_id, label, "prompt", prompt)
                 url = picker.acquire()
                 try:
                     return await execute(net, targets[url], spec, opts, t0=t0, load_point=label,
-                                         scheduled_s=None if scheduled is None else scheduled - t0)
+                                         scheduled_s=None if scheduled is None else scheduled - t0,
+                                         on_text=None if safety is None else on_text)
                 finally:
                     picker.release(url)
 
@@ -236,25 +258,32 @@ async def abench(
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
-            if config.workers > 1:
-                common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
-                              opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
-                              label=label, grace_period_s=config.grace_period_s)
-                jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
-                                 random.Random(seed + 7), common)
-                child_cpu = await run_point_workers(jobs, on_record, control, live)
-                cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
-            else:
-                source: Iterator[RequestSpec] = (iter(measured) if n is not None
-                                                 else _cycle(measured, next_id))
-                await run_point(point, source, send, on_record, num_requests=n,
-                                duration_s=config.duration_s, control=control, live=live,
-                                rng=random.Random(seed + 7))
-                cpu_s = time.process_time() - cpu_start
+            async with observe_point(sampler, label):
+                if config.workers > 1:
+                    common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
+                                  opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
+                                  label=label, grace_period_s=config.grace_period_s)
+                    jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
+                                     random.Random(seed + 7), common)
+                    child_cpu = await run_point_workers(jobs, on_record, control, live)
+                    cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
+                else:
+                    source: Iterator[RequestSpec] = (iter(measured) if n is not None
+                                                     else _cycle(measured, next_id))
+                    await run_point(point, source, send, on_record, num_requests=n,
+                                    duration_s=config.duration_s, control=control, live=live,
+                                    rng=random.Random(seed + 7))
+                    cpu_s = time.process_time() - cpu_start
             summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s,
                                 num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
             if len(urls) > 1:
                 summary.by_endpoint = summarize_by_endpoint(records, urls, label)
+            if sampler is not None:
+                record_window(doc, sampler, label, summary.input_tokens_total,
+                              summary.output_tokens_total)
+            if safety is not None:
+                await safety.drain()
+                doc["safety"] = safety.summary()
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)
@@ -275,6 +304,7 @@ async def abench(
                 writer.write_summary(doc)
         raise
     finally:
+        await resources.aclose()
         if writer is not None:
             writer.close()
             catalog.register_run(writer.path, config.results_root)  # derived index; never raises

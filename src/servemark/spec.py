@@ -62,6 +62,13 @@ class BenchConfig(BaseModel):
     api_key: SecretStr | None = None
     http_client: Literal["fast", "aiohttp"] = "fast"
     workers: int = Field(1, ge=1, le=256)
+    server_metrics: bool = Field(True, description="sample the server's /metrics during each load point")
+    metrics_interval_s: float = Field(1.0, gt=0)
+    safety_check: Literal["local", "judge", "azure"] | None = None
+    safety_on: tuple[Literal["prompt", "output"], ...] = ("output",)
+    safety_rules: Path | None = None
+    judge_url: str | None = None
+    judge_model: str | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -89,6 +96,8 @@ class BenchConfig(BaseModel):
             raise ValueError("concurrency values must be integers ≥ 1")
         if self.request_rate is not None and (not self.request_rate or min(self.request_rate) <= 0):
             raise ValueError("request_rate values must be > 0 requests/s")
+        if self.safety_check is not None and self.workers > 1:
+            raise ValueError("safety checks read outputs in the main process; use workers 1 with safety")
         if self.max_concurrency is not None and self.request_rate is None:
             raise ValueError("max_concurrency applies to request_rate runs; for closed loop use concurrency")
         return self

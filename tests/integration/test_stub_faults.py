@@ -101,4 +101,5 @@ def test_non_streaming_records_e2e_only(stub_server, tmp_path: Path) -> None:
     stub = stub_server("--ttft", "0.01")
     p = servemark.bench(cfg(stub.base_url, tmp_path, stream=False)).points[0]
     assert p.completed == 20 and p.ttft_s.count == 0 and p.itl_s.count == 0
-    assert p.e2e_s.min is not None and p.e2e_s.min >= 0.01
+    # the stub runs on uvloop, whose timers have 1 ms granularity and can fire up to 1 ms early
+    assert p.e2e_s.min is not None and p.e2e_s.min >= 0.01 - 0.001

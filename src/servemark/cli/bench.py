@@ -21,9 +21,11 @@ from servemark.cli.render import (
     markdown_table,
     summary_table,
 )
+from servemark.cli.report import rich_table
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
 from servemark.metrics.profiles import PROFILES, profile_rows
+from servemark.report.server import server_metrics_table
 from servemark.spec import make_config
 from servemark.store.rundir import load_records
 
@@ -60,6 +62,14 @@ def report_result(result: BenchResult, as_json: bool, profile: str | None = None
             print_profile(result, profile)
         for line in client_bound_lines(result.points):
             err.print(f"[yellow]warning[/yellow] {escape(line)}")
+        server = server_metrics_table(result.document)
+        if server is not None:
+            out.print(rich_table(server))
+        safety = result.document.get("safety")
+        if safety:
+            for label, c in safety["points"].items():
+                err.print(f"safety ({escape(safety['checker'])}) {escape(label)}: {c['checked']} checked, "
+                          f"{c['flagged']} flagged, {c['errors']} check errors")
         for line in error_lines(result.points):
             err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
@@ -105,6 +115,13 @@ def bench_command(
     num_gpus: Annotated[int | None, typer.Option(help="GPUs behind the endpoint, for per-GPU tokens/s")] = None,
     threshold_tps: Annotated[float | None, typer.Option(help="Count requests slower than this many output tokens/s (Meta's on-prem benchmark uses 7)")] = None,
     table_format: Annotated[str, typer.Option(help="Terminal table: rich, or markdown (the columns of Meta's on-prem vLLM benchmark)")] = "rich",
+    server_metrics: Annotated[bool, typer.Option(help="Sample the server's Prometheus /metrics during each load point")] = True,
+    metrics_interval: Annotated[float, typer.Option(help="Seconds between /metrics samples")] = 1.0,
+    safety_check: Annotated[str | None, typer.Option(help="Record a safety verdict per request: local (patterns), judge (a guard model) or azure (AI Content Safety)")] = None,
+    safety_on: Annotated[str, typer.Option(help="What --safety-check reads: output, prompt or prompt,output")] = "output",
+    safety_rules: Annotated[Path | None, typer.Option(help="JSON rules for the local checker (default: the built-in set)")] = None,
+    judge_url: Annotated[str | None, typer.Option(help="Server of the guard model for --safety-check judge")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Guard model name for --safety-check judge")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
@@ -122,6 +139,9 @@ def bench_command(
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,
         num_gpus=num_gpus, threshold_tps=threshold_tps,
+        server_metrics=server_metrics, metrics_interval_s=metrics_interval,
+        safety_check=safety_check, safety_on=tuple(parse_list(safety_on, str, "--safety-on") or ()),
+        safety_rules=safety_rules, judge_url=judge_url, judge_model=judge_model,
     )
     if metrics_profile is not None and metrics_profile not in PROFILES:
         raise ConfigError(f"unknown --metrics-profile {metrics_profile!r}",

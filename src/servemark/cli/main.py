@@ -14,6 +14,8 @@ from servemark.cli.demo import demo_command
 from servemark.cli.deploy import register as register_deploy
 from servemark.cli.doctor import doctor_command
 from servemark.cli.fom import register as register_fom
+from servemark.cli.observe import app as profile_app
+from servemark.cli.observe import chat_command
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
 
@@ -53,6 +55,8 @@ register_deploy(app)
 app.add_typer(slurm_app, name="slurm")
 app.add_typer(pbs_app, name="pbs")
 register_fom(app)
+app.add_typer(profile_app, name="profile")
+app.command("chat")(chat_command)
 
 
 def main() -> None:

@@ -66,8 +66,10 @@ async def execute(
     scheduled_s: float | None = None,
     clock: Clock = time.perf_counter,
     count_tokens: TokenCounter | None = None,
+    on_text: Callable[[RequestRecord, str], None] | None = None,
 ) -> RequestRecord:
-    """Run one request to completion; never raises for request-level failures."""
+    """Run one request to completion; never raises for request-level failures. ``on_text``
+    receives the generated text (for output checks); records never keep it."""
     headers = {"Content-Type": "application/json", **dict(target.headers)}
     if opts.stream:
         headers["Accept"] = "text/event-stream"
@@ -142,6 +144,8 @@ async def execute(
     rec.finish_reason = finish
     rec.ok = rec.error_kind is None
     _finish_counts(rec, texts, usage, count_tokens)
+    if on_text is not None:
+        on_text(rec, "".join(texts))
     return rec
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from servemark._version import __version__
 from servemark.report.compare import DEFAULT_METRICS, Comparison, comparison_tables
 from servemark.report.run import RunData
+from servemark.report.server import server_metrics_table
 from servemark.report.tables import (
     Table,
     endpoint_table,
@@ -111,6 +112,10 @@ def render_html(runs: Sequence[RunData], figures: Sequence[tuple[str, str, bytes
         sections.append(("compare", "Comparison", note + (comp or '<p class="empty">no common load points</p>')))
     figs = "".join(figure_html(n, t, svg) for n, t, svg in figures)
     sections.append(("plots", "Plots", figs))
+    server = [(i, t) for i, r in enumerate(runs) if (t := server_metrics_table(r.doc)) is not None]
+    if server:
+        sections.append(("server", "Server metrics",
+                         "".join(table_html(t, f"server-{i}", "server") for i, t in server)))
     ep = "".join(table_html(endpoint_table(r), f"endpoints-{i}", "endpoints") for i, r in enumerate(runs))
     sections.append(("endpoints", "Per-endpoint breakdown", ep))
     errs = "".join(table_html(error_table(r), f"errors-{i}", "errors wrap") for i, r in enumerate(runs))

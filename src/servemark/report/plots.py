@@ -201,13 +201,17 @@ def timeline_plot(runs: Sequence[RunData]) -> Plot:
 
 
 def make_plots(runs: Sequence[RunData]) -> list[Plot]:
-    return [
+    from servemark.report.server import server_timeline_plot  # it builds on this module
+
+    plots = [
         sorted_plot(runs, "TTFT", derive.ttft_s),
         sorted_plot(runs, "TPOT", derive.tpot_s),
         latency_throughput_plot(runs),
         cdf_plot(runs),
         timeline_plot(runs),
     ]
+    server = server_timeline_plot(runs)
+    return plots + ([server] if server is not None else [])
 
 
 def save_plots(plots: Sequence[Plot], out_dir: Path) -> dict[str, dict[str, Path]]:

@@ -1,0 +1,1 @@
+"""Interactive chat with a served model: streaming answers, history, TTFT and tokens/s."""

@@ -1,0 +1,2 @@
+"""Observe a server while it is measured: Prometheus /metrics sampling, the vLLM torch profiler,
+and Nsight Systems kernel summaries."""
