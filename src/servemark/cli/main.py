@@ -9,6 +9,7 @@ import typer
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
 from servemark.cli.demo import demo_command
+from servemark.cli.workload import app as workload_app
 
 app = typer.Typer(
     name="servemark",
@@ -36,6 +37,7 @@ def root(
 
 app.command("bench")(bench_command)
 app.command("demo")(demo_command)
+app.add_typer(workload_app, name="workload")
 
 
 def main() -> None:
