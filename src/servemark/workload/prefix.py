@@ -33,6 +33,16 @@ def shared_prefix(tok: Tokenizer, prefix_len: int, rng: random.Random) -> str:
     return exact_random_text(tok, prefix_len, measure, rng) + SEPARATOR
 
 
+def shared_ids(tok: Tokenizer, prefix: str) -> list[int]:
+    """Ids every prompt starting with ``prefix`` must start with: leading specials (BOS, CLS)
+    and the prefix's own ids, without specials a tokenizer appends at the end (SEP)."""
+    full, body = tok.encode(prefix), tok.encode_body(prefix)
+    for lead in range(len(full) - len(body) + 1):
+        if full[lead: lead + len(body)] == body:
+            return full[: lead + len(body)]
+    return body
+
+
 @dataclass(frozen=True)
 class PrefixWorkload:
     """``n`` prompts: the same ``prefix_len``-token prefix, then a unique random suffix."""
@@ -47,7 +57,7 @@ class PrefixWorkload:
         prefix = shared_prefix(tok, self.prefix_len, rng)
         measure = measure_for(tok, self.api, prefix)
         overhead = measure("")
-        head = tok.encode(prefix) if self.api == "completions" else None
+        head = shared_ids(tok, prefix) if self.api == "completions" else None
         out: list[WorkItem] = []
         for i in range(n):
             length, olen = self.input_len.sample(rng), self.output_len.sample(rng)
