@@ -12,11 +12,11 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.unit.wordpiece import build_wordpiece
 
 import servemark
 from servemark.errors import ConfigError
 from servemark.store.rundir import load_records
-from tests.unit.wordpiece import build_wordpiece
 
 pytestmark = pytest.mark.vllm
 

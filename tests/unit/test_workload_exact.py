@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from tests.unit.wordpiece import build_wordpiece
 
 from servemark.errors import ConfigError
 from servemark.spec import WorkloadConfig
@@ -18,7 +19,6 @@ from servemark.workload.multiturn import MultiTurnWorkload
 from servemark.workload.prefix import PrefixWorkload
 from servemark.workload.synthetic import RandomWorkload
 from servemark.workload.tokenizer import MIN_DECODED_CHARS, HFTokenizer
-from tests.unit.wordpiece import build_wordpiece
 
 LENGTHS = [64, 100, 127, 128, 255, 256, 511, 512, 777, 1000, 1024, 2047, 2048, 3000, 4095, 4096]
 

@@ -12,7 +12,15 @@ CHAT_TEMPLATE = (
 
 def build_wordpiece(dest: Path) -> Path:
     """Train WordPiece (BERT-style normalizer and pre-tokenizer) on our corpus, save as HF dir."""
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import (
+        Tokenizer,
+        decoders,
+        models,
+        normalizers,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
     from transformers import PreTrainedTokenizerFast
 
     from servemark.workload.tokenizer import corpus_text
