@@ -6,16 +6,13 @@ With CI=true a missing dependency (vLLM) is a failure, never a skip.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from servemark.deploy.local import VllmServer, free_port
+from servemark.deploy.local import VllmServer
+from servemark.stub.process import StubProcess
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 SERVED_NAME = "tiny"
@@ -59,42 +56,6 @@ def vllm_server(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     with server:
         server.start(ready_timeout_s=900)
         yield server
-
-
-class StubProcess:
-    """``python -m servemark.stub`` in its own process (so its timing is not our event loop's)."""
-
-    def __init__(self, *args: str) -> None:
-        self.port = free_port()
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "servemark.stub", "--port", str(self.port), *args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.base_url + "/health", timeout=1).read()
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    err = self.proc.stderr.read().decode() if self.proc.stderr else "stub died"
-                    raise RuntimeError(err) from None
-                time.sleep(0.05)
-        raise RuntimeError("stub server did not start")
-
-    @property
-    def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 @pytest.fixture

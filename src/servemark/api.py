@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from servemark.client.fasthttp import FastTransport
 from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
@@ -23,13 +24,21 @@ from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, 
 from servemark.errors import ConfigError
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
+from servemark.load.workers import plan_jobs, run_point_workers
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary, summarize
 from servemark.progress import BenchProgress, NullProgress
 from servemark.spec import BenchConfig
-from servemark.store import provenance
+from servemark.store import catalog, provenance
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
-from servemark.workload.base import WorkItem, Workload, count_requests, renumber, requests_of
+from servemark.workload.base import (
+    Conversation,
+    WorkItem,
+    Workload,
+    count_requests,
+    renumber,
+    requests_of,
+)
 from servemark.workload.factory import build_items, make_workload
 from servemark.workload.tokenizer import Tokenizer, load_tokenizer, verify_tokenizer
 
@@ -128,9 +137,10 @@ async def abench(
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
-    net: Transport = transport or AiohttpTransport(
-        max_connections=max_conn,
-        timeouts=Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s),
+    timeouts = Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s)
+    net: Transport = transport or (
+        FastTransport(max_conn, timeouts) if config.http_client == "fast"
+        else AiohttpTransport(max_conn, timeouts)
     )
     headers = _auth_headers(config)
     writer: RunWriter | None = None
@@ -216,12 +226,27 @@ async def abench(
                 records.append(rec)
                 progress.request_done(rec, live)
 
-            source: Iterator[WorkItem] = iter(measured) if n is not None else _cycle(measured, next_id)
             progress.point_started(label, n, config.duration_s, live)
-            await run_point(point, source, send, on_record, num_requests=n,
-                            duration_s=config.duration_s, control=control, live=live,
-                            rng=random.Random(seed + 7))
-            summary = summarize(records, label, point.concurrency, point.request_rate)
+            cpu_start = time.process_time()
+            if config.workers > 1:
+                if n is None and any(isinstance(i, Conversation) for i in measured):
+                    raise ConfigError("conversations cannot be reused across --workers in a "
+                                      "--duration run", "use --num-requests, or drop --workers")
+                common = dict(target=target, opts=opts, timeouts=timeouts,
+                              http_client=config.http_client, t0=t0, label=label,
+                              grace_period_s=config.grace_period_s)
+                jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
+                                 random.Random(seed + 7), common)
+                child_cpu = await run_point_workers(jobs, on_record, control, live)
+                cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
+            else:
+                source: Iterator[WorkItem] = (iter(measured) if n is not None
+                                              else _cycle(measured, next_id))
+                await run_point(point, source, send, on_record, num_requests=n,
+                                duration_s=config.duration_s, control=control, live=live,
+                                rng=random.Random(seed + 7))
+                cpu_s = time.process_time() - cpu_start
+            summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s)
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)
@@ -244,6 +269,7 @@ async def abench(
     finally:
         if writer is not None:
             writer.close()
+            catalog.register_run(writer.path, config.results_root)  # derived index; never raises
         if own_transport:
             await net.close()
         if handle_signals:

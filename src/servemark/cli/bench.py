@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from servemark.api import BenchResult, bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
-from servemark.cli.render import error_lines, summary_table
+from servemark.cli.render import client_bound_lines, error_lines, summary_table
 from servemark.cli.workload import (
     ApiOpt,
     DatasetFormatOpt,
@@ -27,20 +29,41 @@ from servemark.cli.workload import (
     TurnsOpt,
     WorkloadOpt,
 )
+from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
+from servemark.metrics.profiles import PROFILES, profile_rows
 from servemark.spec import make_config
+from servemark.store.rundir import load_records
 
 
-def report_result(result: BenchResult, as_json: bool) -> int:
+def print_profile(result: BenchResult, profile: str) -> None:
+    """The run's numbers in another tool's conventions, one column per load point."""
+    records = load_records(result.run_dir).records
+    table = Table(title=f"in {profile}'s conventions", title_justify="left")
+    table.add_column("metric")
+    columns = []
+    for p in result.points:
+        table.add_column(p.label, justify="right")
+        columns.append(profile_rows([r for r in records if r.load_point == p.label], profile))
+    for i, (name, _) in enumerate(columns[0] if columns else []):
+        table.add_row(name, *("–" if col[i][1] is None else f"{col[i][1]:.2f}" for col in columns))
+    out.print(table)
+
+
+def report_result(result: BenchResult, as_json: bool, profile: str | None = None) -> int:
     """Print the result; return the exit code (1 when a load point completed nothing)."""
     if as_json:
         sys.stdout.write(json.dumps(result.document, indent=2, default=str) + "\n")
     else:
-        out.print(summary_table(result.points, title=f"{result.model} @ {result.endpoint.base_url}"))
+        out.print(summary_table(result.points, title=escape(f"{result.model} @ {result.endpoint.base_url}")))
+        if profile:
+            print_profile(result, profile)
+        for line in client_bound_lines(result.points):
+            err.print(f"[yellow]warning[/yellow] {escape(line)}")
         for line in error_lines(result.points):
-            err.print(f"[red]errors[/red] {line}")
+            err.print(f"[red]errors[/red] {escape(line)}")
         state = "[yellow]partial (interrupted)[/yellow] " if result.partial else ""
-        err.print(f"{state}results: {result.run_dir}")
+        err.print(f"{state}results: {escape(str(result.run_dir))}")
     if result.partial:
         return 130
     if any(p.completed == 0 for p in result.points):
@@ -83,6 +106,9 @@ def bench_command(
     request_timeout: Annotated[float | None, typer.Option(help="Seconds allowed per request in total")] = None,
     grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
+    workers: Annotated[int, typer.Option(help="Client processes (each with its own event loop); use more when a run is flagged client-bound")] = 1,
+    metrics_profile: Annotated[str | None, typer.Option(help="Also print the numbers in another tool's conventions: vllm, guidellm or aiperf")] = None,
+    http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
@@ -97,10 +123,13 @@ def bench_command(
         turns=turns, prefix_len=prefix_len, ignore_eos=ignore_eos, temperature=temperature,
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
-        request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key,
+        request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,
     )
+    if metrics_profile is not None and metrics_profile not in PROFILES:
+        raise ConfigError(f"unknown --metrics-profile {metrics_profile!r}",
+                          f"choose one of {', '.join(PROFILES)}")
     control = RunControl(config.grace_period_s)
     with RichBenchProgress(err) as progress:
         result = bench(config, progress=progress, control=control, handle_signals=True,
                        argv=sys.argv)
-    raise typer.Exit(report_result(result, as_json))
+    raise typer.Exit(report_result(result, as_json, metrics_profile))

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from servemark.errors import ConfigError, ServemarkError, ServerStartError
 from servemark.store.provenance import redact_text
@@ -20,7 +21,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/bold red] {redact_text(message)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/bold red] {escape(redact_text(message))}", highlight=False,
+              soft_wrap=True)
     return typer.Exit(code)
 
 

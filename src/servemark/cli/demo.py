@@ -38,7 +38,7 @@ def demo_command(
     require_vllm()
     err.print("building the tiny demo model (cached after the first run)")
     model_dir = build_tiny_model()
-    err.print(f"model: {model_dir}")
+    err.print(f"model: {model_dir}", markup=False)
     server = VllmServer(
         str(model_dir),
         served_model_name=SERVED_NAME,
@@ -55,7 +55,7 @@ def demo_command(
                             total=update.total)
 
             server.start(ready_timeout, on_progress)
-        err.print(f"vLLM ready at {server.base_url} (log: {server.log_path})")
+        err.print(f"vLLM ready at {server.base_url} (log: {server.log_path})", markup=False)
         config = make_config(
             base_url=server.base_url, model=SERVED_NAME, concurrency=config_points,
             num_requests=num_requests, input_len=input_len, output_len=output_len,

@@ -8,7 +8,10 @@ import typer
 
 from servemark._version import __version__
 from servemark.cli.bench import bench_command
+from servemark.cli.calibrate import calibrate_command
 from servemark.cli.demo import demo_command
+from servemark.cli.plan import app as plan_app
+from servemark.cli.report import compare_command, report_command, runs_app
 from servemark.cli.workload import app as workload_app
 
 app = typer.Typer(
@@ -37,6 +40,11 @@ def root(
 
 app.command("bench")(bench_command)
 app.command("demo")(demo_command)
+app.command("calibrate")(calibrate_command)
+app.add_typer(plan_app, name="plan")
+app.command("report")(report_command)
+app.command("compare")(compare_command)
+app.add_typer(runs_app, name="runs")
 app.add_typer(workload_app, name="workload")
 
 

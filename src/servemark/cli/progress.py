@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -48,7 +49,7 @@ class RichBenchProgress:
         self.progress.stop()
 
     def message(self, text: str) -> None:
-        self.console.print(f"[dim]{text}[/dim]")
+        self.console.print(f"[dim]{escape(text)}[/dim]")
 
     def point_started(self, label: str, total: int | None, duration_s: float | None,
                       live: LiveCounters) -> None:

@@ -36,10 +36,26 @@ def summary_table(points: Sequence[PointSummary], title: str | None = None) -> T
         rows.append((f"{name} mean ms", [_ms(d.mean) for d in dists]))
         for q in ("p50", "p90", "p99"):
             rows.append((f"{name} {q} ms", [_ms(getattr(d, q)) for d in dists]))
+    if any(p.request_rate is not None for p in points):
+        lags = [p.fidelity.schedule_lag_s if p.fidelity else None for p in points]
+        rows.append(("schedule lag p50 ms", [_ms(d.p50) if d else "–" for d in lags]))
+        rows.append(("schedule lag p99 ms", [_ms(d.p99) if d else "–" for d in lags]))
+        e2e_int = [p.fidelity.e2e_from_intended_s if p.fidelity else None for p in points]
+        rows.append(("E2E from intended p99 ms", [_ms(d.p99) if d else "–" for d in e2e_int]))
+    rows.append(("client CPU % of a core", [
+        _num(p.fidelity.client_cpu_util * 100, "{:.0f}")
+        if p.fidelity and p.fidelity.client_cpu_util is not None else "–" for p in points]))
     for i, (name, cells) in enumerate(rows):
         table.add_row(name, *cells, end_section=name in ("requests failed", "total tokens/s")
                       or name.endswith("p99 ms") and i < len(rows) - 1)
     return table
+
+
+def client_bound_lines(points: Sequence[PointSummary]) -> list[str]:
+    """Warnings for load points where the client, not the server, set the pace."""
+    return [f"{p.label}: client-bound ({'; '.join(p.fidelity.client_bound_reasons)}) — the figures "
+            f"measure this client; spread the load over more client processes or machines"
+            for p in points if p.fidelity and p.fidelity.client_bound]
 
 
 def error_lines(points: Sequence[PointSummary]) -> list[str]:

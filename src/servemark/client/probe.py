@@ -38,7 +38,7 @@ async def probe(transport: Transport, base_url: str, model: str | None,
         status, body = await _get(transport, base + "/v1/models", headers)
     except (aiohttp.ClientConnectionError, OSError, TimeoutError) as exc:
         reason = str(exc) or type(exc).__name__
-        os_error = getattr(exc, "os_error", None)
+        os_error = getattr(exc, "os_error", exc)  # aiohttp wraps the OSError
         if isinstance(os_error, OSError) and os_error.errno:
             reason = os.strerror(os_error.errno).lower()
         elif isinstance(exc, TimeoutError):

@@ -22,6 +22,7 @@ from servemark.client.openai import (
     decode_body,
     decode_event,
     error_from_body,
+    parse_event,
 )
 from servemark.client.sse import SSEParser
 from servemark.client.transport import HttpRequest, Transport
@@ -107,16 +108,16 @@ async def execute(
                         if data == b"[DONE]":
                             done = True
                             continue
-                        delta = decode_event(data)
-                        if delta.error:
-                            rec.error_kind, rec.error = "server_error", delta.error
-                        if delta.text:
+                        text, fin, use, error = parse_event(data)
+                        if text:
                             times.append(now - start)
-                            texts.append(delta.text)
-                        if delta.finish_reason:
-                            finish = delta.finish_reason
-                        if delta.usage:
-                            usage = delta.usage
+                            texts.append(text)
+                        if fin:
+                            finish = fin
+                        if use:
+                            usage = use
+                        if error:
+                            rec.error_kind, rec.error = "server_error", error
                 for data in parser.close():
                     if data == b"[DONE]":
                         done = True

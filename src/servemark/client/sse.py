@@ -21,6 +21,28 @@ class SSEParser:
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Consume one read; return the ``data`` payload of every event it completed."""
+        if not self._buf and not self._data and not self._pending_cr and b"\r" not in chunk:
+            fast = self._feed_simple(chunk)
+            if fast is not None:
+                return fast
+        return self._feed_general(chunk)
+
+    def _feed_simple(self, chunk: bytes) -> list[bytes] | None:
+        """The common case on the hot path — whole ``data: X`` events separated by blank lines —
+        in one split; None when the read holds anything else (then the general rules apply)."""
+        parts = chunk.split(b"\n\n")
+        tail = parts.pop()
+        if b"\n" in tail:
+            return None
+        events = []
+        for part in parts:
+            if part[:6] != b"data: " or b"\n" in part:
+                return None
+            events.append(part[6:])
+        self._buf = tail
+        return events
+
+    def _feed_general(self, chunk: bytes) -> list[bytes]:
         if self._pending_cr:
             self._pending_cr = False
             if chunk[:1] == b"\n":

@@ -37,7 +37,11 @@ INSTALL_HINT = (
 
 def require_vllm() -> None:
     """Raise DependencyError naming the install command when vLLM is not importable."""
-    if importlib.util.find_spec("vllm") is None:
+    try:
+        spec = importlib.util.find_spec("vllm")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None:
         raise DependencyError("vLLM is not installed in this Python environment", INSTALL_HINT)
 
 

@@ -122,10 +122,18 @@ async def run_point(
     live: LiveCounters | None = None,
     rng: random.Random | None = None,
     clock: Callable[[], float] = time.perf_counter,
+    start_at: float | None = None,
+    offsets: Iterator[float] | None = None,
 ) -> PointOutcome:
-    """Run one load point until ``num_requests`` are sent, ``duration_s`` passes, or a stop."""
+    """Run one load point until ``num_requests`` are sent, ``duration_s`` passes, or a stop.
+
+    ``start_at`` (a ``clock`` reading) and ``offsets`` (intended send times relative to it) let
+    several worker processes share one global schedule: each runs its slice of the arrivals.
+    """
     live = live or LiveCounters()
-    start = clock()
+    if start_at is not None:
+        await asyncio.sleep(max(0.0, start_at - clock()))
+    start = start_at if start_at is not None else clock()
     deadline = start + duration_s if duration_s else None
     budget = num_requests if num_requests is not None else -1
 
@@ -176,7 +184,8 @@ async def run_point(
             async with sem:
                 await one(spec, scheduled)
 
-        offsets = arrival_offsets(point.request_rate, point.arrival, rng or random.Random(0))
+        if offsets is None:
+            offsets = arrival_offsets(point.request_rate, point.arrival, rng or random.Random(0))
         for offset in offsets:
             if deadline is not None and start + offset >= deadline:
                 break

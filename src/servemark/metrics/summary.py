@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from servemark.metrics import derive
+from servemark.metrics.fidelity import Fidelity, assess
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.stats import Distribution, describe
 
@@ -46,12 +47,13 @@ class PointSummary:
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     token_sources: dict[str, int] = field(default_factory=dict)
     input_len_mismatches: int = 0
+    fidelity: Fidelity | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
-            out[name] = value.to_dict() if isinstance(value, Distribution) else value
+            out[name] = value.to_dict() if isinstance(value, Distribution | Fidelity) else value
         return out
 
     @classmethod
@@ -62,6 +64,8 @@ class PointSummary:
         kwargs["errors_by_kind"] = dict(data.get("errors_by_kind") or {})
         kwargs["token_sources"] = dict(data.get("token_sources") or {})
         kwargs["input_len_mismatches"] = int(data.get("input_len_mismatches") or 0)
+        fid = data.get("fidelity")
+        kwargs["fidelity"] = Fidelity.from_dict(fid) if isinstance(fid, dict) else None
         return cls(**kwargs)  # type: ignore[arg-type]
 
 
@@ -76,6 +80,7 @@ def summarize(
     label: str,
     concurrency: int | None = None,
     request_rate: float | None = None,
+    client_cpu_s: float | None = None,
 ) -> PointSummary:
     """Aggregate the records of one load point. Cancelled requests are neither successes nor
     failures and are excluded from the window."""
@@ -128,4 +133,5 @@ def summarize(
         errors_by_kind=dict(Counter(r.error_kind or "unknown" for r in failed)),
         token_sources=dict(Counter(r.token_source or "none" for r in ok)),
         input_len_mismatches=mismatches,
+        fidelity=assess(ok, duration, client_cpu_s),
     )

@@ -43,6 +43,7 @@ def _event(obj: object) -> bytes:
 
 
 _END = b"0\r\n\r\n"
+_HEAD_SSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
 _DONE = _chunk(b"data: [DONE]\n\n")
 
 
@@ -51,6 +52,7 @@ class _Stub:
         self.cfg = cfg
         self.requests = 0
         self.completions = 0
+        self._cache: dict[tuple[bool, int, int], bytes] = {}  # whole unpaced responses
 
     def _response(self, status: int, body: bytes, ctype: bytes = b"application/json") -> bytes:
         reason = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests",
@@ -160,8 +162,6 @@ class _Stub:
             await writer.drain()
             self.completions += 1
             return True
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
-                     b"Transfer-Encoding: chunked\r\n\r\n")
         k = max(cfg.tokens_per_chunk, 1)
         chunks = (n + k - 1) // k
         obj = "chat.completion.chunk" if chat else "text_completion"
@@ -175,6 +175,21 @@ class _Stub:
             return _event({"object": obj, "model": cfg.model, "choices": [choice]})
 
         paced = cfg.ttft_s > 0 or cfg.itl_s > 0
+        if not paced and fault is None:
+            # zero-delay load: the whole response is one cached write, so the stub is never the
+            # bottleneck of a client-capacity measurement
+            key = (chat, n, prompt_len)
+            wire = self._cache.get(key)
+            if wire is None:
+                tail = _event({"object": obj, "model": cfg.model, "choices": [], "usage": usage})
+                wire = b"".join(payload(i) for i in range(chunks)) + tail + _DONE + _END
+                if len(self._cache) < 256:
+                    self._cache[key] = wire
+            writer.write(_HEAD_SSE + wire)
+            await writer.drain()
+            self.completions += 1
+            return True
+        writer.write(_HEAD_SSE)
         for i in range(chunks):
             if paced:
                 due = t_start + cfg.ttft_s + i * cfg.itl_s

@@ -1,0 +1,92 @@
+"""How faithful a load point's measurement is, and other tools' metric definitions (pure).
+
+- Schedule lag (open loop): actual send − intended send. Latencies measured from the *intended*
+  send time include the time a request waited because the client fell behind — the correction for
+  coordinated omission; both are reported.
+- Client-bound: the client, not the server, set the pace when its event loop used nearly a whole
+  core over the window, or when open-loop requests left late.
+- Other tools' definitions, so numbers can be reconciled: TPOT as e2e / n (some tools), ITL as
+  the mean of per-request means (vs pooled over all gaps), output tokens per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from servemark.metrics import derive
+from servemark.metrics.record import RequestRecord
+from servemark.metrics.stats import Distribution, describe
+
+CLIENT_CPU_BOUND = 0.90  # fraction of one core used by the client's event loop
+LAG_BOUND_S = 0.010  # p99 schedule lag above which an open-loop run is client-bound
+
+
+@dataclass(slots=True)
+class Fidelity:
+    schedule_lag_s: Distribution
+    ttft_from_intended_s: Distribution
+    e2e_from_intended_s: Distribution
+    tpot_e2e_over_n_s: Distribution
+    itl_per_request_mean_s: Distribution
+    tokens_per_chunk_mean: float | None
+    client_cpu_s: float | None
+    client_cpu_util: float | None
+    client_bound: bool = False
+    client_bound_reasons: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            out[name] = value.to_dict() if isinstance(value, Distribution) else value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Fidelity:
+        kwargs: dict[str, Any] = {}
+        for name, f in cls.__dataclass_fields__.items():
+            value = data.get(name)
+            if f.type in ("Distribution", Distribution):
+                value = Distribution.from_dict(value or {})
+            kwargs[name] = value
+        kwargs["client_bound"] = bool(kwargs.get("client_bound"))
+        kwargs["client_bound_reasons"] = list(kwargs.get("client_bound_reasons") or [])
+        return cls(**kwargs)
+
+
+def assess(ok: Sequence[RequestRecord], duration_s: float | None,
+           client_cpu_s: float | None) -> Fidelity:
+    """Fidelity figures of the successful records of one load point."""
+    lag = [r.start_s - r.scheduled_s for r in ok if r.scheduled_s is not None]
+    ttft_int = [r.start_s - r.scheduled_s + t for r in ok
+                if r.scheduled_s is not None and (t := derive.ttft_s(r)) is not None]
+    e2e_int = [r.end_s - r.scheduled_s for r in ok if r.scheduled_s is not None]
+    tpot_n = [derive.e2e_s(r) / r.output_tokens for r in ok if r.output_tokens]
+    itl_means = [float(np.mean(g)) for r in ok if (g := derive.itl_s(r))]
+    chunks = sum(len(r.chunk_times_s) for r in ok if r.streamed)
+    tokens = sum(r.output_tokens or 0 for r in ok if r.streamed and r.chunk_times_s)
+    util = None
+    if client_cpu_s is not None and duration_s:
+        util = client_cpu_s / duration_s
+    lag_d = describe(lag)
+    reasons: list[str] = []
+    if util is not None and util >= CLIENT_CPU_BOUND:
+        reasons.append(f"client CPU at {util:.0%} of a core")
+    if lag_d.p99 is not None and lag_d.p99 > LAG_BOUND_S:
+        reasons.append(f"p99 schedule lag {lag_d.p99 * 1000:.1f} ms")
+    return Fidelity(
+        schedule_lag_s=lag_d,
+        ttft_from_intended_s=describe(ttft_int),
+        e2e_from_intended_s=describe(e2e_int),
+        tpot_e2e_over_n_s=describe(tpot_n),
+        itl_per_request_mean_s=describe(itl_means),
+        tokens_per_chunk_mean=(tokens / chunks) if chunks else None,
+        client_cpu_s=client_cpu_s,
+        client_cpu_util=util,
+        client_bound=bool(reasons),
+        client_bound_reasons=reasons,
+    )

@@ -1,0 +1,70 @@
+"""--workers: several client processes, one global schedule, one merged run."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+import servemark
+from servemark.client.openai import RequestSpec
+from servemark.load.schedule import LoadPoint
+from servemark.load.workers import plan_jobs, split
+from servemark.store.rundir import load_records
+
+
+def test_split_sums_and_balances() -> None:
+    assert split(10, 3) == [4, 3, 3] and sum(split(257, 4)) == 257
+    assert split(2, 4) == [1, 1, 0, 0]
+
+
+def test_open_loop_jobs_deal_one_global_schedule() -> None:
+    specs = [RequestSpec(i, "completions", prompt="x") for i in range(100)]
+    common = dict(target=None, opts=None, timeouts=None, http_client="fast", t0=0.0, label="r",
+                  grace_period_s=1.0)
+    point = LoadPoint(request_rate=50.0, max_concurrency=9)
+    jobs = plan_jobs(point, specs, 3, 100, None, random.Random(5), common)
+    merged = sorted(o for j in jobs for o in (j.offsets or []))
+    single = plan_jobs(point, specs, 1, 100, None, random.Random(5), common)[0].offsets
+    assert merged == single and len(merged) == 100
+    assert sorted(s.request_id for j in jobs for s in j.specs) == list(range(100))
+    assert sum(j.point.max_concurrency or 0 for j in jobs) == 9
+
+
+def test_closed_loop_jobs_split_concurrency_and_budget() -> None:
+    specs = [RequestSpec(i, "completions", prompt="x") for i in range(30)]
+    common = dict(target=None, opts=None, timeouts=None, http_client="fast", t0=0.0, label="c",
+                  grace_period_s=1.0)
+    jobs = plan_jobs(LoadPoint(concurrency=5), specs, 2, 30, None, random.Random(0), common)
+    assert [j.point.concurrency for j in jobs] == [3, 2]
+    assert sum(j.num_requests or 0 for j in jobs) == 30
+
+
+@pytest.mark.parametrize("kw", [dict(concurrency=[8]), dict(request_rate=[200.0], arrival="constant")])
+def test_two_workers_against_stub(stub_server, tmp_path: Path, kw: dict) -> None:
+    stub = stub_server("--ttft", "0.005", "--itl", "0.002")
+    cfg = servemark.BenchConfig(base_url=stub.base_url, num_requests=60, input_len=16,
+                                output_len=8, workers=2, output_dir=tmp_path / "run", **kw)
+    result = servemark.bench(cfg)
+    p = result.points[0]
+    assert p.completed == 60 and p.failed == 0
+    recs = load_records(tmp_path / "run").records
+    assert len(recs) == 60 and len({r.request_id for r in recs}) == 60
+    assert all(r.output_tokens == 8 and r.chunk_times_s for r in recs)
+    assert p.fidelity is not None and p.fidelity.client_cpu_s is not None
+    if "request_rate" in kw:
+        starts = sorted(r.scheduled_s for r in recs)
+        gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+        assert all(g == pytest.approx(0.005, abs=1e-9) for g in gaps)  # one global constant schedule
+        assert p.fidelity.schedule_lag_s.p50 < 0.01
+
+
+def test_two_workers_duration_bounded(stub_server, tmp_path: Path) -> None:
+    stub = stub_server("--ttft", "0.002")
+    cfg = servemark.BenchConfig(base_url=stub.base_url, duration_s=1.0, concurrency=[4],
+                                input_len=16, output_len=4, workers=2, output_dir=tmp_path / "run")
+    p = servemark.bench(cfg).points[0]
+    assert p.completed > 20 and p.duration_s < 2.0
+    recs = load_records(tmp_path / "run").records
+    assert len({r.request_id for r in recs}) == len(recs)

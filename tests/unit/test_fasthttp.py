@@ -1,0 +1,158 @@
+"""The fast HTTP/1.1 transport against scripted raw servers: framing, reuse, failures."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from servemark.client.fasthttp import FastTransport, HttpProtocolError
+from servemark.client.transport import HttpRequest, Timeouts
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def serve(handler: Handler) -> tuple[asyncio.AbstractServer, str, list[int]]:
+    conns: list[int] = []
+
+    async def wrapped(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        conns.append(1)
+        try:
+            await handler(r, w)
+        finally:
+            w.close()
+
+    server = await asyncio.start_server(wrapped, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}/v1/x", conns
+
+
+async def read_request(r: asyncio.StreamReader) -> bytes:
+    head = await r.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            length = int(line.split(b":")[1])
+    return await r.readexactly(length) if length else b""
+
+
+def chunked(*payloads: bytes) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in payloads) + b"0\r\n\r\n"
+
+
+async def fetch(t: FastTransport, url: str, body: bytes = b"{}") -> tuple[int, list[bytes]]:
+    async with t.open(HttpRequest("POST", url, body, {"Content-Type": "application/json"})) as resp:
+        return resp.status, [c async for c in resp.iter_chunks()]
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 7, 1000])
+async def test_chunked_body_split_anywhere(step: int) -> None:
+    body = chunked(b"data: a\n\n", b"data: bb\n\n", b"x" * 300)
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        for i in range(0, len(wire), step):
+            w.write(wire[i:i + step])
+            await w.drain()
+            await asyncio.sleep(0)
+
+    server, url, _ = await serve(handler)
+    t = FastTransport()
+    status, chunks = await fetch(t, url)
+    assert status == 200
+    assert b"".join(chunks) == b"data: a\n\ndata: bb\n\n" + b"x" * 300
+    await t.close()
+    server.close()
+
+
+async def test_keep_alive_reuses_one_connection_and_content_length() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                body = await read_request(r)
+            except asyncio.IncompleteReadError:
+                return
+            w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await w.drain()
+
+    server, url, conns = await serve(handler)
+    t = FastTransport()
+    for i in range(5):
+        status, chunks = await fetch(t, url, b'{"i": %d}' % i)
+        assert status == 200 and b"".join(chunks) == b'{"i": %d}' % i
+    assert len(conns) == 1
+    await t.close()
+    server.close()
+
+
+async def test_body_until_close_and_connection_close_header() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.0 200 OK\r\n\r\nhello ")
+        await w.drain()
+        w.write(b"world")
+        await w.drain()
+
+    server, url, conns = await serve(handler)
+    t = FastTransport()
+    assert b"".join((await fetch(t, url))[1]) == b"hello world"
+    assert b"".join((await fetch(t, url))[1]) == b"hello world"
+    assert len(conns) == 2  # not reused after a close-delimited body
+    await t.close()
+    server.close()
+
+
+async def test_idle_connection_closed_by_server_is_retried_once() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await w.drain()
+        # then close (keep-alive timeout on the server side)
+
+    server, url, conns = await serve(handler)
+    t = FastTransport()
+    assert (await fetch(t, url))[0] == 200
+    await asyncio.sleep(0.05)
+    assert (await fetch(t, url))[0] == 200
+    assert len(conns) == 2
+    await t.close()
+    server.close()
+
+
+async def test_drop_mid_body_raises_connection_error() -> None:
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await w.drain()
+        w.transport.abort()
+
+    server, url, _ = await serve(handler)
+    t = FastTransport()
+    with pytest.raises(ConnectionError):
+        await fetch(t, url)
+    await t.close()
+    server.close()
+
+
+async def test_read_timeout_and_garbage() -> None:
+    async def silent(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        await asyncio.sleep(5)
+
+    server, url, _ = await serve(silent)
+    t = FastTransport(timeouts=Timeouts(read=0.2))
+    with pytest.raises(TimeoutError):
+        await fetch(t, url)
+    server.close()
+
+    async def garbage(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"SSH-2.0-OpenSSH\r\n\r\n")
+        await w.drain()
+
+    server, url, _ = await serve(garbage)
+    with pytest.raises(HttpProtocolError):
+        await fetch(FastTransport(), url)
+    server.close()
