@@ -34,8 +34,16 @@ from servemark.safety.factory import SafetyMonitor, make_checker
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
-from servemark.workload.synthetic import random_prompts
-from servemark.workload.tokenizer import Tokenizer, load_tokenizer
+from servemark.workload.base import (
+    Conversation,
+    WorkItem,
+    Workload,
+    count_requests,
+    renumber,
+    requests_of,
+)
+from servemark.workload.factory import build_items, make_workload
+from servemark.workload.tokenizer import Tokenizer, load_tokenizer, verify_tokenizer
 
 PROMPT_POOL_FOR_DURATION = 1000
 
@@ -72,19 +80,29 @@ def _auth_headers(config: BenchConfig) -> dict[str, str]:
     return {"Authorization": f"Bearer {config.api_key.get_secret_value()}"}
 
 
-def _prompts(tok: Tokenizer, config: BenchConfig, n: int, api: str, seed: int,
-             first_id: int) -> list[RequestSpec]:
-    rng = random.Random(seed)
-    return list(random_prompts(tok, n, config.input_len, config.output_len, api, rng, first_id))
+def _prompts(tok: Tokenizer, workload: Workload, n: int, seed: int, point_index: int,
+             first_id: int, max_model_len: int | None) -> list[WorkItem]:
+    items = build_items(workload, tok, n, seed, point_index, first_id)
+    too_long = [s for i in items for s in requests_of(i)
+                if max_model_len and (s.input_len or 0) + (s.output_len or 0) > max_model_len]
+    if too_long:
+        s = too_long[0]
+        raise ConfigError(
+            f"{len(too_long)} requests exceed the server's max model length {max_model_len} "
+            f"(e.g. {s.input_len} input + {s.output_len} output tokens)",
+            "shorten --input-len/--output-len (or --max-input-len for datasets), or restart the "
+            "server with a larger --max-model-len",
+        )
+    return items
 
 
-def _cycle(pool: list[RequestSpec], first_id: int) -> Iterator[RequestSpec]:
+def _cycle(pool: list[WorkItem], first_id: int) -> Iterator[WorkItem]:
     """Reuse a prompt pool (duration-bounded runs), renumbering so request ids stay unique."""
-    i = 0
+    i, next_id = 0, first_id
     while True:
-        spec = pool[i % len(pool)]
-        yield RequestSpec(first_id + i, spec.api, spec.prompt, spec.messages, spec.input_len,
-                          spec.output_len)
+        item = renumber(pool[i % len(pool)], next_id)
+        yield item
+        next_id += len(requests_of(item))
         i += 1
 
 
@@ -158,17 +176,14 @@ async def abench(
                 )
             model = info.models[0]
         _check_same_model(infos, model)
-        if info.max_model_len and config.input_len + config.output_len > info.max_model_len:
-            raise ConfigError(
-                f"--input-len {config.input_len} + --output-len {config.output_len} exceeds the "
-                f"server's max model length {info.max_model_len}",
-                "shorten the lengths or restart the server with a larger --max-model-len",
-            )
         if tokenizer is None:
             progress.message("loading tokenizer")
             tokenizer = await asyncio.to_thread(
                 load_tokenizer, config.tokenizer, urls[0], model, headers
             )
+            if config.verify_tokenizer:
+                await asyncio.to_thread(verify_tokenizer, tokenizer, urls[0], model, headers)
+        workload = await asyncio.to_thread(make_workload, config)
         run_dir = config.output_dir or default_run_dir(config.results_root, model)
         writer = RunWriter(run_dir)
         doc = {
@@ -207,13 +222,14 @@ async def abench(
                 break
             n = config.effective_num_requests
             pool_size = n if n is not None else PROMPT_POOL_FOR_DURATION
-            progress.message(f"building {pool_size + config.warmup} prompts of {config.input_len} tokens")
+            progress.message(f"building {pool_size + config.warmup} {config.workload} work items")
             seed = config.seed * 1_000_003 + index
             specs = await asyncio.to_thread(
-                _prompts, tokenizer, config, pool_size + config.warmup, config.api, seed, next_id
+                _prompts, tokenizer, workload, pool_size + config.warmup, config.seed, index,
+                next_id, info.max_model_len,
             )
             warm, measured = specs[: config.warmup], specs[config.warmup:]
-            next_id += len(specs)
+            next_id += count_requests(specs)
             label = point.label
 
             picker = make_picker(config.lb_policy, urls)  # chosen per request
@@ -260,6 +276,9 @@ async def abench(
             cpu_start = time.process_time()
             async with observe_point(sampler, label):
                 if config.workers > 1:
+                    if n is None and any(isinstance(i, Conversation) for i in measured):
+                        raise ConfigError("conversations cannot be reused across --workers in a "
+                                          "--duration run", "use --num-requests, or drop --workers")
                     common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
                                   opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
                                   label=label, grace_period_s=config.grace_period_s)
@@ -268,8 +287,8 @@ async def abench(
                     child_cpu = await run_point_workers(jobs, on_record, control, live)
                     cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
                 else:
-                    source: Iterator[RequestSpec] = (iter(measured) if n is not None
-                                                     else _cycle(measured, next_id))
+                    source: Iterator[WorkItem] = (iter(measured) if n is not None
+                                                  else _cycle(measured, next_id))
                     await run_point(point, source, send, on_record, num_requests=n,
                                     duration_s=config.duration_s, control=control, live=live,
                                     rng=random.Random(seed + 7))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -17,11 +17,69 @@ from pydantic import (
 
 from servemark.errors import ConfigError
 from servemark.load.schedule import LoadPoint
+from servemark.workload.lengths import parse_length
 
 DEFAULT_NUM_REQUESTS = 100
+WORKLOADS = ("random", "chat", "dataset", "multiturn", "prefix")
+CHAT_ONLY_WORKLOADS = ("chat", "multiturn")
 
 
-class BenchConfig(BaseModel):
+class WorkloadConfig(BaseModel):
+    """What each request sends (``servemark workload`` and the workload part of ``bench``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api: Literal["completions", "chat"] = "completions"  # chat and multiturn default to chat
+    workload: Literal["random", "chat", "dataset", "multiturn", "prefix"] = "random"
+    seed: int = 0
+    input_len: int | str = Field(128, description="tokens: 128, uniform:64:256, normal:512:64, file:lens.txt")
+    output_len: int | str = Field(128, description="tokens, same forms as input_len")
+    tokenizer: str | None = None
+    verify_tokenizer: bool = True
+    dataset: Path | None = None
+    dataset_format: Literal["auto", "jsonl", "sharegpt", "csv"] = "auto"
+    min_input_len: int | None = Field(None, ge=1)
+    max_input_len: int | None = Field(None, ge=1)
+    turns: int = Field(3, ge=1, description="multiturn: turns per conversation")
+    prefix_len: int | None = Field(None, ge=1, description="prefix: tokens of the shared prefix")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_api(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("api") is None:
+            data = {**data, "api": "chat" if data.get("workload") in CHAT_ONLY_WORKLOADS else "completions"}
+        return data
+
+    @field_validator("input_len", "output_len", mode="before")
+    @classmethod
+    def _length(cls, value: Any, info: Any) -> Any:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if not isinstance(value, int | str) or isinstance(value, bool):
+            raise ValueError("expected a length such as 128 or uniform:64:256")
+        try:
+            parse_length(value, "--" + info.field_name.replace("_", "-"))
+        except ConfigError as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @model_validator(mode="after")
+    def _check_workload(self) -> WorkloadConfig:
+        w = self.workload
+        if w in CHAT_ONLY_WORKLOADS and self.api != "chat":
+            raise ValueError(f"the {w} workload sends chat messages; use api chat")
+        if (w == "dataset") != (self.dataset is not None):
+            raise ValueError("the dataset workload needs a dataset file" if w == "dataset"
+                             else "a dataset file needs workload dataset")
+        if w != "dataset" and (self.min_input_len or self.max_input_len):
+            raise ValueError("min_input_len/max_input_len filter dataset rows; use workload dataset")
+        if (w == "prefix") != (self.prefix_len is not None):
+            raise ValueError("the prefix workload needs prefix_len" if w == "prefix"
+                             else "prefix_len applies to workload prefix")
+        return self
+
+
+class BenchConfig(WorkloadConfig):
     """Everything ``servemark bench`` needs. Unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -30,7 +88,6 @@ class BenchConfig(BaseModel):
         description="server root, e.g. http://localhost:8000; several spread the load")
     lb_policy: Literal["round-robin", "least-outstanding"] = "round-robin"
     model: str | None = Field(None, description="served model name; default: the only one served")
-    api: Literal["completions", "chat"] = "completions"
     stream: bool = True
 
     concurrency: list[int] | None = None
@@ -40,11 +97,7 @@ class BenchConfig(BaseModel):
     num_requests: int | None = Field(None, ge=1)
     duration_s: float | None = Field(None, gt=0)
     warmup: int = Field(0, ge=0)
-    seed: int = 0
 
-    input_len: int = Field(128, ge=1)
-    output_len: int = Field(128, ge=1)
-    tokenizer: str | None = None
     ignore_eos: bool = True
     temperature: float | None = Field(0.0, ge=0)
     extra_body: dict[str, Any] | None = None
@@ -124,11 +177,22 @@ class BenchConfig(BaseModel):
 
 def make_config(**kwargs: Any) -> BenchConfig:
     """Build a BenchConfig, turning pydantic's errors into one ConfigError line."""
+    return _validated(BenchConfig, kwargs, "servemark bench --help")
+
+
+def make_workload_config(**kwargs: Any) -> WorkloadConfig:
+    return _validated(WorkloadConfig, kwargs, "servemark workload preview --help")
+
+
+_C = TypeVar("_C", bound=BaseModel)
+
+
+def _validated(cls: type[_C], kwargs: dict[str, Any], help_cmd: str) -> _C:
     try:
-        return BenchConfig(**kwargs)
+        return cls(**kwargs)
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"]) or "config"
         msg = err["msg"].removeprefix("Value error, ")
         raise ConfigError(f"invalid {loc}: {msg}" if err["loc"] else msg,
-                          "see `servemark bench --help`") from exc
+                          f"see `{help_cmd}`") from exc

@@ -22,6 +22,20 @@ from servemark.cli.render import (
     summary_table,
 )
 from servemark.cli.report import rich_table
+from servemark.cli.workload import (
+    ApiOpt,
+    DatasetFormatOpt,
+    DatasetOpt,
+    InputLenOpt,
+    MaxInputLenOpt,
+    MinInputLenOpt,
+    OutputLenOpt,
+    PrefixLenOpt,
+    SeedOpt,
+    TokenizerOpt,
+    TurnsOpt,
+    WorkloadOpt,
+)
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
 from servemark.metrics.profiles import PROFILES, profile_rows
@@ -63,7 +77,7 @@ def report_result(result: BenchResult, as_json: bool, profile: str | None = None
         for line in client_bound_lines(result.points):
             err.print(f"[yellow]warning[/yellow] {escape(line)}")
         server = server_metrics_table(result.document)
-        if server is not None:
+        if server is not None and table_format != "markdown":  # stdout stays pure markdown
             out.print(rich_table(server))
         safety = result.document.get("safety")
         if safety:
@@ -86,7 +100,7 @@ def bench_command(
     base_url: Annotated[list[str], typer.Option(help="Server root URL, e.g. http://localhost:8000; repeat to spread the load over several")],
     lb_policy: Annotated[str, typer.Option(help="With several --base-url: round-robin or least-outstanding")] = "round-robin",
     model: Annotated[str | None, typer.Option(help="Served model name (default: the only model served)")] = None,
-    api: Annotated[str, typer.Option(help="completions or chat")] = "completions",
+    api: ApiOpt = None,
     concurrency: Annotated[str | None, typer.Option(help="Closed loop: requests in flight; a list like 1,8,32 runs one point each")] = None,
     request_rate: Annotated[str | None, typer.Option(help="Open loop: requests/s; a list runs one point each")] = None,
     arrival: Annotated[str, typer.Option(help="Arrival process for --request-rate: poisson or constant")] = "poisson",
@@ -94,10 +108,18 @@ def bench_command(
     num_requests: Annotated[int | None, typer.Option(help="Measured requests per load point (default 100 unless --duration)")] = None,
     duration: Annotated[float | None, typer.Option(help="Seconds per load point (stops sending after)")] = None,
     warmup: Annotated[int, typer.Option(help="Warm-up requests per load point, not counted")] = 0,
-    seed: Annotated[int, typer.Option(help="Seed for prompts and arrivals")] = 0,
-    input_len: Annotated[int, typer.Option(help="Prompt length in tokens (exact, for the target tokenizer)")] = 128,
-    output_len: Annotated[int, typer.Option(help="Output length in tokens (max_tokens; exact with --ignore-eos)")] = 128,
-    tokenizer: Annotated[str | None, typer.Option(help="Local tokenizer dir or cached hub name (default: the server's /tokenize)")] = None,
+    seed: SeedOpt = 0,
+    workload: WorkloadOpt = "random",
+    input_len: InputLenOpt = "128",
+    output_len: OutputLenOpt = "128",
+    tokenizer: TokenizerOpt = None,
+    verify_tokenizer: Annotated[bool, typer.Option(help="Check that --tokenizer counts like the server before the run")] = True,
+    dataset: DatasetOpt = None,
+    dataset_format: DatasetFormatOpt = "auto",
+    min_input_len: MinInputLenOpt = None,
+    max_input_len: MaxInputLenOpt = None,
+    turns: TurnsOpt = 3,
+    prefix_len: PrefixLenOpt = None,
     ignore_eos: Annotated[bool, typer.Option(help="Ask the server to ignore EOS so outputs have exact length")] = True,
     stream: Annotated[bool, typer.Option(help="Stream tokens (SSE); --no-stream measures end-to-end latency only")] = True,
     temperature: Annotated[float | None, typer.Option(help="Sampling temperature")] = 0.0,
@@ -134,7 +156,9 @@ def bench_command(
         request_rate=parse_list(request_rate, float, "--request-rate"),
         arrival=arrival, max_concurrency=max_concurrency, num_requests=num_requests,
         duration_s=duration, warmup=warmup, seed=seed, input_len=input_len, output_len=output_len,
-        tokenizer=tokenizer, ignore_eos=ignore_eos, temperature=temperature,
+        tokenizer=tokenizer, workload=workload, verify_tokenizer=verify_tokenizer, dataset=dataset,
+        dataset_format=dataset_format, min_input_len=min_input_len, max_input_len=max_input_len,
+        turns=turns, prefix_len=prefix_len, ignore_eos=ignore_eos, temperature=temperature,
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,

@@ -18,6 +18,7 @@ from servemark.cli.observe import app as profile_app
 from servemark.cli.observe import chat_command
 from servemark.cli.plan import app as plan_app
 from servemark.cli.report import compare_command, report_command, runs_app
+from servemark.cli.workload import app as workload_app
 
 app = typer.Typer(
     name="servemark",
@@ -57,6 +58,7 @@ app.add_typer(pbs_app, name="pbs")
 register_fom(app)
 app.add_typer(profile_app, name="profile")
 app.command("chat")(chat_command)
+app.add_typer(workload_app, name="workload")
 
 
 def main() -> None:

@@ -21,6 +21,8 @@ class RequestSpec:
     messages: tuple[dict[str, str], ...] | None = None
     input_len: int | None = None  # as counted by the target tokenizer (template applied for chat)
     output_len: int | None = None
+    conversation_id: int | None = None  # multi-turn workloads: which conversation, which turn
+    turn: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -85,6 +85,8 @@ async def execute(
         requested_input_tokens=spec.input_len,
         requested_output_tokens=spec.output_len,
         streamed=opts.stream,
+        conversation_id=spec.conversation_id,
+        turn=spec.turn,
     )
     times = rec.chunk_times_s
     texts: list[str] = []

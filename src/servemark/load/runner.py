@@ -5,6 +5,9 @@ RequestRecord, and every finished record goes straight to ``on_record`` (which w
 Stopping: ``RunControl.interrupt()`` once stops sending and lets in-flight requests finish within
 a grace period; a second call (or the grace period running out) cancels them, and their partial
 records are still delivered, marked ``cancelled``.
+A work item is one request or a conversation: its turns are sent one after another (each as
+soon as the previous one ends, stopping at a failed turn or a stop), while items run
+concurrently as the load point says; ``num_requests`` counts items.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 from servemark.client.openai import RequestSpec
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.record import RequestRecord
+from servemark.workload.base import WorkItem, requests_of
 
 # send(spec, intended_send_time): the time is a reading of ``clock`` (None in closed loop)
 Send = Callable[[RequestSpec, float | None], Awaitable[RequestRecord]]
@@ -108,7 +112,7 @@ async def _await_tasks(tasks: set[asyncio.Task[None]], control: RunControl) -> N
 
 async def run_point(
     point: LoadPoint,
-    specs: Iterator[RequestSpec],
+    specs: Iterator[WorkItem],
     send: Send,
     on_record: OnRecord,
     *,
@@ -133,7 +137,7 @@ async def run_point(
     deadline = start + duration_s if duration_s else None
     budget = num_requests if num_requests is not None else -1
 
-    def take() -> RequestSpec | None:
+    def take() -> WorkItem | None:
         nonlocal budget
         if control.stop_requested or budget == 0:
             return None
@@ -144,18 +148,23 @@ async def run_point(
             budget -= 1
         return spec
 
-    async def one(spec: RequestSpec, scheduled: float | None) -> None:
-        live.sent += 1
-        live.in_flight += 1
-        try:
-            rec = await send(spec, scheduled)
-        finally:
-            live.in_flight -= 1
-        live.done += 1
-        if not rec.ok and rec.error_kind != "cancelled":
-            live.failed += 1
-        live.output_tokens += rec.output_tokens or 0
-        on_record(rec)
+    async def one(item: WorkItem, scheduled: float | None) -> None:
+        for turn, spec in enumerate(requests_of(item)):
+            if turn and control.stop_requested:
+                return
+            live.sent += 1
+            live.in_flight += 1
+            try:
+                rec = await send(spec, scheduled if turn == 0 else None)
+            finally:
+                live.in_flight -= 1
+            live.done += 1
+            if not rec.ok and rec.error_kind != "cancelled":
+                live.failed += 1
+            live.output_tokens += rec.output_tokens or 0
+            on_record(rec)
+            if not rec.ok:  # a conversation does not go on after a failed turn
+                return
 
     tasks: set[asyncio.Task[None]] = set()
     if not point.is_open_loop:
@@ -168,7 +177,7 @@ async def run_point(
         assert point.request_rate is not None
         sem = asyncio.Semaphore(point.max_concurrency) if point.max_concurrency else None
 
-        async def limited(spec: RequestSpec, scheduled: float) -> None:
+        async def limited(spec: WorkItem, scheduled: float) -> None:
             if sem is None:
                 await one(spec, scheduled)
                 return

@@ -31,6 +31,7 @@ from servemark.load.balance import make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.record import RequestRecord
+from servemark.workload.base import WorkItem, renumber, requests_of
 
 BATCH_SECONDS = 0.02
 START_MARGIN_S = 0.05
@@ -42,7 +43,7 @@ class WorkerJob:
 
     index: int
     point: LoadPoint
-    specs: list[RequestSpec]
+    specs: list[WorkItem]
     offsets: list[float] | None
     num_requests: int | None
     duration_s: float | None
@@ -58,15 +59,15 @@ class WorkerJob:
     id_stride: int = 1
 
 
-def cycled(specs: list[RequestSpec], stride: int) -> Iterator[RequestSpec]:
+def cycled(specs: list[WorkItem], stride: int) -> Iterator[WorkItem]:
     """Reuse a prompt pool endlessly; request ids continue in steps of ``stride`` so ids from
-    different workers never collide."""
+    different workers never collide (single requests only: the caller keeps conversations
+    out of cycled pools)."""
     if not specs:
         return
-    base = specs[0].request_id
+    base = requests_of(specs[0])[0].request_id
     for k in itertools.count():
-        s = specs[k % len(specs)]
-        yield RequestSpec(base + k * stride, s.api, s.prompt, s.messages, s.input_len, s.output_len)
+        yield renumber(specs[k % len(specs)], base + k * stride)
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -74,7 +75,7 @@ def split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
 
 
-def plan_jobs(point: LoadPoint, specs: list[RequestSpec], workers: int, num_requests: int | None,
+def plan_jobs(point: LoadPoint, specs: list[WorkItem], workers: int, num_requests: int | None,
               duration_s: float | None, rng: random.Random,
               common: dict[str, Any]) -> list[WorkerJob]:
     """Deal one load point over ``workers`` processes (pure)."""

@@ -34,6 +34,8 @@ class RequestRecord:
     finish_reason: str | None = None
     output_chars: int = 0
     streamed: bool = True
+    conversation_id: int | None = None  # multi-turn workloads (turns are numbered from 1)
+    turn: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -117,7 +117,8 @@ class OnlineMeasurer:
         t0 = time.perf_counter()
         m = Measurement(point=point, mode="online", model=self.model, status="ok", **common)
         for it in range(iterations):
-            batch: list[RequestSpec] = specs[it * point.batch_size:(it + 1) * point.batch_size]
+            batch = [x for x in specs[it * point.batch_size:(it + 1) * point.batch_size]
+                     if isinstance(x, RequestSpec)]  # random prompts are single requests
             begin = time.perf_counter()
             records = await asyncio.gather(*(
                 execute(self._transport, target, spec, opts, t0=t0, load_point=point.label())

@@ -1,33 +1,56 @@
-"""Token-exact random prompts (pure, given a tokenizer and an RNG).
+"""Token-exact prompts (pure, given a tokenizer and an RNG), and the random-token workload.
 
-Token ids are sampled from the tokenizer's candidates (no special tokens, decoded text longer
-than 2 characters), decoded to text, and the text is re-measured and corrected — adding sampled
-tokens when short, cutting tokens when long — until the target tokenizer counts exactly the
-requested length. Deterministic for a given seed.
+:func:`fit_text` is the one length-fitting loop every workload uses: start from some token ids,
+decode them to text, re-measure the text the way the server will count it, and correct — adding
+ids when short, cutting ids when long — until the count is exact. The random workload feeds it
+ids sampled from the tokenizer's candidates (no special tokens, decoded text longer than
+2 characters, as llama-recipes' on-prem vLLM benchmark does). Deterministic for a given seed.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from servemark.client.openai import RequestSpec
 from servemark.errors import ConfigError
+from servemark.workload.base import WorkItem
+from servemark.workload.lengths import LengthDist
 from servemark.workload.tokenizer import Tokenizer
 
 MAX_ROUNDS = 64
+ATTEMPTS = 8
+
+Measure = Callable[[str], int]
+# extend(body, k) -> k more token ids to append to ``body`` (the ids fitted so far)
+Extend = Callable[[list[int], int], list[int]]
 
 
-def exact_text(
-    target: int,
-    measure: Callable[[str], int],
-    tok: Tokenizer,
-    candidates: Sequence[int],
-    rng: random.Random,
-    overhead: int = 0,
-) -> str:
-    """Text whose ``measure`` is exactly ``target``; ``overhead`` is the measure of empty text."""
-    body = [rng.choice(candidates) for _ in range(max(target - overhead, 1))]
+class NoConvergence(RuntimeError):
+    """Decode/encode kept disagreeing (pathological merges); retry from other ids."""
+
+
+def measure_for(tok: Tokenizer, api: str, prefix: str = "") -> Measure:
+    """How the server counts a prompt whose text is ``prefix + text``."""
+    if api == "chat":
+        def measure(text: str) -> int:
+            return tok.count_chat([{"role": "user", "content": prefix + text}])
+    else:
+        def measure(text: str) -> int:
+            return len(tok.encode(prefix + text))
+    return measure
+
+
+def fit_text(target: int, measure: Measure, tok: Tokenizer, extend: Extend, overhead: int) -> str:
+    """Text whose ``measure`` is exactly ``target``; ``overhead`` is ``measure("")``."""
+    if target <= overhead:
+        raise ConfigError(
+            f"input length {target} leaves no room for a prompt: the format alone takes "
+            f"{overhead} tokens",
+            f"use lengths of {overhead + 1} or more",
+        )
+    body = extend([], target - overhead)
     text = tok.decode(body)
     for _ in range(MAX_ROUNDS):
         diff = target - measure(text)
@@ -35,64 +58,71 @@ def exact_text(
             return text
         body = tok.encode_body(text)
         if diff > 0:
-            body.extend(rng.choice(candidates) for _ in range(diff))
+            body.extend(extend(body, diff))
         else:
-            keep = len(body) + diff
-            if keep <= 0:
-                raise ConfigError(
-                    f"input length {target} is shorter than the tokens the prompt format adds "
-                    f"({measure('')})",
-                    f"use --input-len {measure('') + 1} or more",
-                )
-            body = body[:keep]
+            body = body[: max(len(body) + diff, 0)]
         text = tok.decode(body)
-    # Pathological merges: start again from different random tokens.
-    raise _NoConvergence(target)
+    raise NoConvergence(target)
 
 
-class _NoConvergence(RuntimeError):
-    pass
+def fit_with_retries(target: int, measure: Measure, tok: Tokenizer,
+                     make_extend: Callable[[int], Extend], overhead: int) -> str:
+    """:func:`fit_text`, restarting from other ids (``make_extend(attempt)``) if it cycles."""
+    for attempt in range(ATTEMPTS):
+        try:
+            return fit_text(target, measure, tok, make_extend(attempt), overhead)
+        except NoConvergence:
+            continue
+    raise ConfigError(
+        f"could not build a prompt of exactly {target} tokens with {tok.name}",
+        "try another length or --seed",
+    )
 
 
-def random_prompts(
-    tok: Tokenizer,
-    n: int,
-    input_len: int,
-    output_len: int,
-    api: str,
-    rng: random.Random,
-    first_id: int = 0,
-) -> Iterator[RequestSpec]:
-    """``n`` distinct requests of exactly ``input_len`` prompt tokens (chat: template applied)."""
-    candidates = tok.candidate_ids()
+def random_extend(candidates: list[int], rng: random.Random) -> Extend:
+    def extend(body: list[int], k: int) -> list[int]:
+        return [rng.choice(candidates) for _ in range(k)]
+    return extend
+
+
+def make_spec(request_id: int, api: str, text: str, input_len: int, output_len: int) -> RequestSpec:
+    """A completions prompt, or one user message for the chat API."""
     if api == "chat":
-        def measure(text: str) -> int:
-            return tok.count_chat([{"role": "user", "content": text}])
-    else:
-        def measure(text: str) -> int:
-            return len(tok.encode(text))
-    overhead = measure("")
-    if input_len <= overhead:
-        raise ConfigError(
-            f"--input-len {input_len} leaves no room for a prompt: the {api} format alone takes "
-            f"{overhead} tokens",
-            f"use --input-len {overhead + 1} or more",
-        )
-    for i in range(n):
-        for _attempt in range(8):
-            try:
-                text = exact_text(input_len, measure, tok, candidates, rng, overhead)
-                break
-            except _NoConvergence:
-                continue
-        else:
-            raise ConfigError(
-                f"could not build a prompt of exactly {input_len} tokens with {tok.name}",
-                "try another --input-len or --seed",
-            )
-        if api == "chat":
-            yield RequestSpec(first_id + i, api, messages=({"role": "user", "content": text},),
-                              input_len=input_len, output_len=output_len)
-        else:
-            yield RequestSpec(first_id + i, api, prompt=text, input_len=input_len,
-                              output_len=output_len)
+        return RequestSpec(request_id, api, messages=({"role": "user", "content": text},),
+                           input_len=input_len, output_len=output_len)
+    return RequestSpec(request_id, api, prompt=text, input_len=input_len, output_len=output_len)
+
+
+def exact_random_text(tok: Tokenizer, target: int, measure: Measure, rng: random.Random,
+                      overhead: int | None = None) -> str:
+    """Random-token text that ``measure`` counts as exactly ``target`` tokens."""
+    extend = random_extend(tok.candidate_ids(), rng)
+    return fit_with_retries(target, measure, tok, lambda _a: extend,
+                            measure("") if overhead is None else overhead)
+
+
+@dataclass(frozen=True)
+class RandomWorkload:
+    """Random-token prompts of exact lengths drawn from ``input_len`` (template counted for chat)."""
+
+    input_len: LengthDist
+    output_len: LengthDist
+    api: str = "completions"
+    name: str = "random"
+
+    def build(self, tok: Tokenizer, n: int, rng: random.Random, first_id: int = 0) -> list[WorkItem]:
+        measure = measure_for(tok, self.api)
+        overhead = measure("")
+        out: list[WorkItem] = []
+        for i in range(n):
+            length, olen = self.input_len.sample(rng), self.output_len.sample(rng)
+            text = exact_random_text(tok, length, measure, rng, overhead)
+            out.append(make_spec(first_id + i, self.api, text, length, olen))
+        return out
+
+
+def random_prompts(tok: Tokenizer, n: int, input_len: int, output_len: int, api: str,
+                   rng: random.Random, first_id: int = 0) -> list[WorkItem]:
+    """``n`` requests of exactly ``input_len`` prompt tokens (kept for library callers)."""
+    fixed_in, fixed_out = LengthDist("fixed", input_len, input_len), LengthDist("fixed", output_len, output_len)
+    return RandomWorkload(fixed_in, fixed_out, api).build(tok, n, rng, first_id)

@@ -65,6 +65,8 @@ class HFTokenizer:
                 "pass a local tokenizer directory (with tokenizer.json) or a model cached in HF_HOME",
             ) from exc
         self.name = name_or_path
+        # we measure prompts of any length; the model's limit is checked against the server's
+        self._tok.model_max_length = 1 << 60
 
     def encode(self, text: str) -> list[int]:
         return list(self._tok(text, add_special_tokens=True)["input_ids"])
@@ -175,3 +177,38 @@ def load_tokenizer(path: str | None, base_url: str, model: str,
         f"the server at {base_url} has no /tokenize endpoint, so prompt lengths cannot be made exact",
         "pass --tokenizer with the model's local tokenizer directory",
     )
+
+
+def _probe_text() -> str:
+    return " ".join(corpus_text().split()[:120])
+
+
+def verify_tokenizer(tok: Tokenizer, base_url: str, model: str,
+                     headers: dict[str, str] | None = None) -> int | None:
+    """Check that ``tok`` counts a probe prompt as the server does (blocking).
+
+    Asks the server's ``/tokenize``, else the ``prompt_tokens`` of a 1-token completion. Returns
+    the server's count, or None when the server offers neither (then only the per-request
+    ``input_len_mismatches`` of the results tell). Raises ConfigError on disagreement.
+    """
+    if isinstance(tok, ServerTokenizer):
+        return None
+    text = _probe_text()
+    remote = ServerTokenizer(base_url, model, headers)
+    try:
+        served = len(remote.encode(text))
+    except (urllib.error.URLError, OSError, ValueError, KeyError):
+        try:
+            out = remote._post("/v1/completions", {"model": model, "prompt": text, "max_tokens": 1})
+            served = int(out["usage"]["prompt_tokens"])
+        except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+            return None
+    ours = len(tok.encode(text))
+    if ours != served:
+        raise ConfigError(
+            f"tokenizer {tok.name!r} does not belong to the served model {model!r}: it counts "
+            f"{ours} tokens in a probe prompt where the server counts {served}",
+            "pass the model's own tokenizer with --tokenizer, or leave it out to use the "
+            "server's /tokenize (--no-verify-tokenizer skips this check)",
+        )
+    return served
