@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SERVED_NAME, SRC
+from tests.conftest import SERVED_NAME, SRC
 from servemark.api import bench
 from servemark.profile.sampler import SERVER_METRICS
 from servemark.spec import make_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from browser import chromium_binary, open_page, png_is_blank
-from conftest import need
+from tests.conftest import need
 from runfactory import synthetic_records, write_run
 from servemark.report.build import make_report
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from browser import chromium_binary, open_page, png_is_blank
-from conftest import SERVED_NAME, SRC, need
+from tests.conftest import SERVED_NAME, SRC, need
 from servemark.api import bench
 from servemark.deploy.local import VllmServer
 from servemark.spec import BenchConfig

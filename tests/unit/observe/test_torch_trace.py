@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import need
+from tests.conftest import need
 from servemark.profile.torchprof import find_traces, summarize_events, summarize_trace
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import need
+from tests.conftest import need
 from runfactory import simple_run
 from servemark.cli.main import app
 from servemark.errors import ConfigError, DependencyError
