@@ -19,7 +19,7 @@ demo: install
 	$(VENV)/bin/servemark demo
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 lint: install
 	$(PY) -m ruff check src tests benchmarks
