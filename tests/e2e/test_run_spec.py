@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tests.deploy_helpers import cli_env, leftovers, run, server_pids
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]

@@ -13,9 +13,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
-from tests.conftest import SRC
-
 from servemark.deploy.local import free_port
+from tests.conftest import SRC
 
 BLOCK_VLLM = '''
 import sys

@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import SRC
 
 from servemark.api import bench
 from servemark.spec import make_config
+from tests.conftest import SRC
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ profiler window, and the chat client driven as a person would (flag, pipe, termi
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import pty
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SERVED_NAME, SRC
 from servemark.api import bench
 from servemark.profile.sampler import SERVER_METRICS
 from servemark.spec import make_config
+from tests.conftest import SERVED_NAME, SRC, need
 
 pytestmark = pytest.mark.vllm
 
@@ -53,7 +54,7 @@ def test_bench_samples_server_metrics_and_records_safety(vllm_server, tmp_path: 
     verdicts = (result.run_dir / "safety.jsonl").read_text().splitlines()
     assert len(verdicts) == 32
 
-    pytest.importorskip("matplotlib")
+    need(importlib.util.find_spec("matplotlib") is not None, "matplotlib not installed")
     from servemark.report.build import make_report
 
     files = make_report([result.run_dir])

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from browser import chromium_binary, open_page, png_is_blank
-from tests.conftest import need
 from runfactory import synthetic_records, write_run
 from servemark.report.build import make_report
+from tests.conftest import need
 
 DOM_PROBE = """({
   tables: Array.from(document.querySelectorAll('table')).map(t => t.id),

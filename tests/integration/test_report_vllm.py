@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from browser import chromium_binary, open_page, png_is_blank
-from tests.conftest import SERVED_NAME, SRC, need
 from servemark.api import bench
 from servemark.deploy.local import VllmServer
 from servemark.spec import BenchConfig
 from servemark.store.catalog import Catalog
+from tests.conftest import SERVED_NAME, SRC, need
 
 DOM_PROBE = """({
   tables: Array.from(document.querySelectorAll('table')).map(t => ({id: t.id, rows: t.tBodies[0].rows.length})),

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+
 from tests.conftest import have_vllm, need
 from tests.deploy_helpers import VLLM_FLAGS, cli_env, leftovers, run, servemark, wait_for
 

@@ -14,6 +14,7 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from tests.deploy_helpers import (
     VLLM_FLAGS,
     cli_env,

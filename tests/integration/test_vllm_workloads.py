@@ -8,15 +8,17 @@ input length (``input_len`` = what the server counts, BOS and chat template incl
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
-from tests.unit.wordpiece import build_wordpiece
 
 import servemark
 from servemark.errors import ConfigError
 from servemark.store.rundir import load_records
+from tests.conftest import need
+from tests.unit.wordpiece import build_wordpiece
 
 pytestmark = pytest.mark.vllm
 
@@ -133,7 +135,7 @@ def test_multiturn_histories_grow(vllm_server, tiny_model, tmp_path: Path) -> No
 
 
 def test_foreign_tokenizer_is_refused(vllm_server, tmp_path: Path) -> None:
-    pytest.importorskip("tokenizers")
+    need(importlib.util.find_spec("tokenizers") is not None, "tokenizers not installed")
     foreign = build_wordpiece(tmp_path / "wordpiece")
     with pytest.raises(ConfigError, match="does not belong to the served model 'tiny'"):
         servemark.bench(servemark.BenchConfig(base_url=vllm_server.base_url, model="tiny",

@@ -10,9 +10,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from tests.conftest import SRC
 
 from servemark.deploy.hub import cached_models, format_size
+from tests.conftest import SRC
 
 TOKEN = "hf_NeverShowThisToken1234"
 

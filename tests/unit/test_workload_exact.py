@@ -3,11 +3,11 @@ lower-casing WordPiece with [CLS] … [SEP]); lengths are re-measured with trans
 
 from __future__ import annotations
 
+import importlib.util
 import random
 from pathlib import Path
 
 import pytest
-from tests.unit.wordpiece import build_wordpiece
 
 from servemark.errors import ConfigError
 from servemark.spec import WorkloadConfig
@@ -19,6 +19,8 @@ from servemark.workload.multiturn import MultiTurnWorkload
 from servemark.workload.prefix import PrefixWorkload
 from servemark.workload.synthetic import RandomWorkload
 from servemark.workload.tokenizer import MIN_DECODED_CHARS, HFTokenizer
+from tests.conftest import need
+from tests.unit.wordpiece import build_wordpiece
 
 LENGTHS = [64, 100, 127, 128, 255, 256, 511, 512, 777, 1000, 1024, 2047, 2048, 3000, 4095, 4096]
 
@@ -27,7 +29,7 @@ LENGTHS = [64, 100, 127, 128, 255, 256, 511, 512, 777, 1000, 1024, 2047, 2048, 3
 def tok_dir(request, tmp_path_factory) -> Path:
     if request.param == "bpe-tiny":
         return Path(request.getfixturevalue("tiny_model"))
-    pytest.importorskip("tokenizers")
+    need(importlib.util.find_spec("tokenizers") is not None, "tokenizers not installed")
     return build_wordpiece(tmp_path_factory.mktemp("wordpiece"))
 
 

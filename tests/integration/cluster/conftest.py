@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import need
 from tests.integration.cluster.slurmd_setup import LocalSlurm, have_slurm
 

@@ -5,6 +5,7 @@ covered by the render tests; this checks the part the script waits on."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import shutil
@@ -16,10 +17,10 @@ from pathlib import Path
 
 import psutil
 import pytest
-from tests.conftest import SRC, need
 
 from servemark.deploy.jobtools import free_port
 from servemark.deploy.local import stop_tree
+from tests.conftest import SRC, need
 
 pytestmark = pytest.mark.slow
 
@@ -90,7 +91,7 @@ def wait_ray(address: str, nodes: int, gpus: int, timeout: float) -> subprocess.
 
 
 def test_two_node_ray_cluster_forms(netns: NetNS, tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    need(importlib.util.find_spec("ray") is not None, "ray not installed")
     port = free_port()  # ephemeral range: clear of Ray's worker ports 10002-19999
     address = f"{netns.host_ip}:{port}"
     short = f"/tmp/ray-sm{os.getpid()}"  # Ray's socket paths must stay short
@@ -122,6 +123,6 @@ def test_two_node_ray_cluster_forms(netns: NetNS, tmp_path: Path) -> None:
 
 
 def test_wait_ray_gives_up_on_a_silent_address() -> None:
-    pytest.importorskip("ray")
+    need(importlib.util.find_spec("ray") is not None, "ray not installed")
     r = wait_ray(f"127.0.0.1:{free_port()}", nodes=1, gpus=0, timeout=4)
     assert r.returncode == 1 and "no Ray head answers" in r.stderr

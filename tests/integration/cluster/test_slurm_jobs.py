@@ -13,12 +13,12 @@ from pathlib import Path
 import psutil
 import pytest
 import yaml
-from tests.conftest import SRC
-from tests.integration.cluster.slurmd_setup import LocalSlurm
 
 from servemark.deploy import slurm
 from servemark.deploy.cluster_spec import make_cluster_spec
 from servemark.deploy.local import free_port
+from tests.conftest import SRC
+from tests.integration.cluster.slurmd_setup import LocalSlurm
 
 pytestmark = pytest.mark.slow
 

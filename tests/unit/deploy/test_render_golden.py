@@ -12,12 +12,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from tests.conftest import need
-from tests.unit.deploy.specs import SPECS
 
 from servemark import __version__
 from servemark.deploy.cluster_spec import make_cluster_spec
 from servemark.deploy.render import render
+from tests.conftest import need
+from tests.unit.deploy.specs import SPECS
 
 GOLDEN = Path(__file__).with_name("golden")
 CASES = [(name, sched) for name in SPECS for sched in ("slurm", "pbs")]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import need
 from servemark.profile.torchprof import find_traces, summarize_events, summarize_trace
+from tests.conftest import need
 
 
 def test_self_time_subtracts_nested_operators() -> None:

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import need
 from runfactory import simple_run
 from servemark.cli.main import app
 from servemark.errors import ConfigError, DependencyError
@@ -23,6 +22,7 @@ from servemark.store.catalog import (
     register_run,
     resolve_run,
 )
+from tests.conftest import need
 
 
 @pytest.fixture
