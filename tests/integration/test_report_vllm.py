@@ -91,8 +91,10 @@ def test_report_from_real_runs_opens_in_chromium(real_runs: tuple[Path, list[Pat
         assert f"errors-{run}" in tables
     assert tables["compare-0"] > 5 and tables["compare-1"] > 5  # c=1 and c=2 vs the baseline
     assert dom["summaryHead"] == ["metric", "c=1", "c=2"]
+    # the runs sampled vLLM's /metrics (on by default), so the server timeline is there too
     assert [f["id"] for f in dom["figures"]] == ["fig-sorted_ttft", "fig-sorted_tpot",
-                                                 "fig-latency_vs_throughput", "fig-cdf_latency", "fig-timeline"]
+                                                 "fig-latency_vs_throughput", "fig-cdf_latency",
+                                                 "fig-timeline", "fig-server_timeline"]
     assert all(f["ok"] and f["w"] > 300 for f in dom["figures"])
     assert dom["sections"][:2] == ["Provenance", "Summary (latencies in ms)"]
     assert not png_is_blank(page.screenshot_png)
