@@ -195,7 +195,7 @@ def up(*, head: bool, address: str | None = None, name: str | None = None, port:
     try:
         _wait_started(proc, node, num_nodes, num_gpus, timeout_s)
     except BaseException:
-        down(node)
+        down(node, timeout_s=5)  # ray start ignores SIGTERM while it connects
         raise
     node.children = [(c.pid, c.create_time()) for c in _descendants(proc.pid)]
     save(node)
@@ -223,14 +223,12 @@ def _wait_started(proc: subprocess.Popen[bytes], node: RayNode, num_nodes: int |
             raise ServerStartError(f"Ray {node.role} not up after {timeout_s:g} s",
                                    f"see {node.log_path}")
 
-    if node.role == "head":  # the GCS port answers once the head serves
-        while not _port_open(host, port):
-            check_alive()
-            time.sleep(0.5)
-    else:  # a worker is in once its raylet runs
-        while not any("raylet" in c.name() for c in _descendants(proc.pid)):
-            check_alive()
-            time.sleep(0.5)
+    # up once its raylet runs (and, on the head, the GCS port answers): by then the processes
+    # that `down` must stop have been spawned and are recorded
+    while not (any("raylet" in c.name() for c in _descendants(proc.pid))
+               and (node.role == "worker" or _port_open(host, port))):
+        check_alive()
+        time.sleep(0.5)
     if num_nodes:
         try:
             wait_for_ray(node.address, num_nodes, 0.0, max(1.0, deadline - time.monotonic()))
@@ -240,8 +238,10 @@ def _wait_started(proc: subprocess.Popen[bytes], node: RayNode, num_nodes: int |
     check_alive()
 
 
-def down(node: RayNode, timeout_s: float = 20.0) -> int:
-    """Stop the recorded processes (and what they spawned since); returns how many were alive."""
+def down(node: RayNode, timeout_s: float = 10.0) -> int:
+    """Stop the recorded processes (and what they spawned since); returns how many were alive.
+    SIGTERM first; what still runs after ``timeout_s`` (a busy raylet can take longer to shut
+    down gracefully) gets SIGKILL."""
     procs = node.processes()
     for p in list(procs):
         try:
