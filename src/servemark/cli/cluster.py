@@ -125,6 +125,26 @@ def slurm_logs(job: JobArg,
             err.print(f"[dim]{source}:[/dim] {line}", highlight=False)
 
 
+@slurm_app.command("bench", context_settings={"allow_extra_args": True,
+                                              "ignore_unknown_options": True})
+@handle_errors
+def slurm_bench(ctx: typer.Context, job: JobArg) -> None:
+    """Benchmark a running job's endpoints from here: `servemark bench` flags follow JOB."""
+    for arg in ctx.args:
+        if arg.split("=", 1)[0] == "--base-url":
+            raise ConfigError("slurm bench sets --base-url itself (the job's endpoints)",
+                              "leave --base-url out, or use servemark bench directly")
+    urls = slurm.endpoints(job)
+    err.print(f"job {job}: benchmarking {', '.join(urls)}", highlight=False)
+    from typer.main import get_command
+
+    from servemark.cli.main import app  # here: main imports this module
+
+    args = ["bench", *[w for u in urls for w in ("--base-url", u)], *ctx.args]
+    code = get_command(app).main(args=args, prog_name="servemark", standalone_mode=False)
+    raise typer.Exit(code if isinstance(code, int) else 0)
+
+
 @slurm_app.command("cancel")
 @handle_errors
 def slurm_cancel(job: JobArg) -> None:

@@ -17,6 +17,7 @@ from servemark.cli.fom import register as register_fom
 from servemark.cli.observe import app as profile_app
 from servemark.cli.observe import chat_command
 from servemark.cli.plan import app as plan_app
+from servemark.cli.ray import ray_app
 from servemark.cli.report import compare_command, report_command, runs_app
 from servemark.cli.workload import app as workload_app
 
@@ -55,6 +56,7 @@ app.add_typer(runs_app, name="runs")
 register_deploy(app)
 app.add_typer(slurm_app, name="slurm")
 app.add_typer(pbs_app, name="pbs")
+app.add_typer(ray_app, name="ray")
 register_fom(app)
 app.add_typer(profile_app, name="profile")
 app.command("chat")(chat_command)

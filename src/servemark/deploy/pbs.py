@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +39,7 @@ from servemark.errors import ConfigError
 _STATES = {"Q": PENDING, "H": PENDING, "W": PENDING, "T": PENDING, "M": PENDING,
            "R": RUNNING, "B": RUNNING, "S": RUNNING, "U": RUNNING, "E": COMPLETING,
            "F": COMPLETED, "X": COMPLETED, "C": COMPLETED}
+_ATTR = re.compile(r"^\s+[A-Za-z_][A-Za-z0-9_.]* = ")
 _JOB_ID = re.compile(r"^\d+(\[\d*\])?(\.[A-Za-z0-9._-]+)?$")
 
 
@@ -100,17 +102,21 @@ def parse_qstat_json(text: str, job_id: str) -> JobStatus | None:
 
 def parse_qstat_full(text: str) -> dict[str, dict[str, str]]:
     """The text of ``qstat -f``: ``Job Id: X`` blocks of ``key = value`` lines; long values
-    continue on lines indented with a tab (PBS Pro) or two spaces without ``=`` (Torque)."""
+    continue on lines indented with a tab (PBS Pro) or two spaces without ``=`` (Torque).
+    Slurm's Torque wrapper indents the attributes themselves with a tab."""
     jobs: dict[str, dict[str, str]] = {}
     current: dict[str, str] | None = None
     key = None
+    tab_attrs = False
     for line in text.splitlines():
         if line.startswith("Job Id:"):
             current = jobs.setdefault(line.split(":", 1)[1].strip(), {})
             key = None
+            tab_attrs = "\t" in line  # the wrapper writes "Job Id:\t10"
         elif current is None or not line.strip():
             continue
-        elif line.startswith("\t") or (key and " = " not in line):
+        elif (line.startswith("\t") and not (tab_attrs and _ATTR.match(line))) or (
+                key and " = " not in line):
             if key is not None:
                 current[key] += line.strip()
         else:
@@ -135,8 +141,39 @@ def status(job_id: str) -> JobStatus:
         return st
     proc = run_tool(["qstat", "-f", job_id], check=False)
     if proc.returncode == 0 and (st := parse_qstat_text(proc.stdout, job_id)) is not None:
+        if st.raw_state == "C" and st.exit_code is None and shutil.which("scontrol"):
+            return _from_slurm(st)
         return st
     return JobStatus(job_id, UNKNOWN, source="none", reason="qstat does not know this job (any more)")
+
+
+def _from_slurm(st: JobStatus) -> JobStatus:
+    """Slurm's PBS wrapper (Debian ``slurm-wlm-torque``) reports every ended job as ``C`` without
+    an exit status; SLURM itself knows how it ended."""
+    from servemark.deploy import slurm
+
+    short = st.job_id.split(".")[0]
+    if not short.isdigit():
+        return st
+    sl = slurm.status(short)
+    if sl.state == UNKNOWN:
+        return st
+    return JobStatus(st.job_id, sl.state, "C", name=st.name, exit_code=sl.exit_code,
+                     elapsed=sl.elapsed or st.elapsed, nodes=st.nodes, reason=sl.reason,
+                     source=f"qstat+{sl.source}", extra=st.extra)
+
+
+def slurm_wrapper() -> bool:
+    """Whether ``qsub`` is Slurm's PBS wrapper (Debian ``slurm-wlm-torque``), a script over sbatch."""
+    path = shutil.which("qsub")
+    if path is None:
+        return False
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return False
+    return head.startswith(b"#!") and b"sbatch" in head
 
 
 def submit(spec: ClusterSpec, when: datetime | None = None) -> JobRecord:
@@ -147,15 +184,20 @@ def submit(spec: ClusterSpec, when: datetime | None = None) -> JobRecord:
     stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
     script = root / f"{spec.name}-{stamp}.pbs"
     script.write_text(render(spec, "pbs"))
-    args = ["qsub"]
+    # output to a named file on the command line: PBS Pro and Slurm's qsub wrapper both take
+    # that (the wrapper passes its own -o to sbatch, which overrides the script's #PBS -o)
+    output = root.resolve() / f"{spec.name}-{stamp}.out"
+    args = ["qsub", "-j", "oe", "-o", str(output)]
     names = [n for n in spec.environment.pass_env if os.environ.get(n)]
-    if names:
+    if names and slurm_wrapper():
+        args.append("-V")  # the wrapper would put `-v` values on sbatch's command line (ps)
+    elif names:
         args += ["-v", ",".join(names)]
     proc = run_tool([*args, str(script)])
     job_id = check_job_id(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
     short = job_id.split(".")[0]
     rootp = root.resolve()
-    rec = JobRecord("pbs", job_id, spec.name, str(script.resolve()), str(rootp),
+    rec = JobRecord("pbs", job_id, spec.name, str(script.resolve()), str(output),
                     str(rootp / f"{spec.name}-{short}"), str(Path.cwd()))
     save_record(rec)
     return rec

@@ -31,7 +31,7 @@ from servemark.deploy.batch import (
 )
 from servemark.deploy.cluster_spec import ClusterSpec
 from servemark.deploy.render import render
-from servemark.errors import ConfigError
+from servemark.errors import ConfigError, JobError
 
 _KNOWN = {"PENDING", "RUNNING", "COMPLETING", "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT",
           "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE", "SUSPENDED",
@@ -184,9 +184,33 @@ def output_path(job_id: str) -> Path | None:
 
 
 def run_dir(job_id: str) -> Path | None:
+    """Our submit record's run directory; else the script's RUN_DIR (``RUN_ROOT/NAME-JOB``),
+    which is the batch output file (``RUN_ROOT/NAME-JOB.out``) without its suffix."""
     rec = load_record("slurm", check_job_id(job_id))
-    return Path(rec.run_dir) if rec is not None else None
+    if rec is not None:
+        return Path(rec.run_dir)
+    out = output_path(job_id)
+    return out.with_suffix("") if out is not None and out.suffix == ".out" else None
 
 
-__all__ = ["COMPLETED", "cancel", "output_path", "parse_sacct", "parse_scontrol", "parse_squeue",
+def endpoints(job_id: str) -> list[str]:
+    """The URLs a running job serves: the script appends each replica's URL to
+    ``RUN_DIR/endpoints`` once its ``/health`` answers."""
+    st = status(job_id)
+    if st.state != RUNNING:
+        raise JobError(f"job {job_id} is {st.state}, not running: nothing to benchmark",
+                       f"see: servemark slurm status {job_id}")
+    folder = run_dir(job_id)
+    if folder is None:
+        raise JobError(f"cannot find the run directory of job {job_id}",
+                       "it was not submitted with servemark from here")
+    path = folder / "endpoints"
+    urls = [ln.strip() for ln in path.read_text().splitlines() if ln.strip()] if path.exists() else []
+    if not urls:
+        raise JobError(f"job {job_id} has no ready endpoint yet",
+                       f"wait for 'endpoint ready' in: servemark slurm logs {job_id} -f")
+    return urls
+
+
+__all__ = ["COMPLETED", "cancel", "endpoints", "output_path", "parse_sacct", "parse_scontrol", "parse_squeue",
            "status", "submit", "wait", "write_script"]

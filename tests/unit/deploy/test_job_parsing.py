@@ -151,6 +151,25 @@ def test_qstat_text_with_continuations() -> None:
     assert held is not None and held.state == "PENDING" and held.raw_state == "H"
 
 
+# `qstat -f 10` of Slurm's PBS wrapper (slurm-wlm-torque, Debian 12), captured on this machine:
+# attributes indented with a tab, every ended job "C" and no Exit_status
+QSTAT_WRAPPER = (
+    "Job Id:\t10\n\tJob_Name = pbsx\n\tJob_Owner = root@localhost\n\tjob_state = R\n"
+    "\tqueue = debug\n\texec_host = vm/1\n\tResource_List.walltime = 00:05:00\n"
+    "\tResource_List.nodect = 1\n\n"
+    "Job Id:\t11\n\tJob_Name = done\n\tjob_state = C\n\tqueue = debug\n"
+)
+
+
+def test_qstat_text_of_slurms_pbs_wrapper() -> None:
+    jobs = pbs.parse_qstat_full(QSTAT_WRAPPER)
+    assert jobs["10"]["queue"] == "debug" and jobs["10"]["Resource_List.nodect"] == "1"
+    st = pbs.parse_qstat_text(QSTAT_WRAPPER, "10")
+    assert st is not None and st.state == "RUNNING" and st.name == "pbsx" and st.nodes == "vm"
+    ended = pbs.parse_qstat_text(QSTAT_WRAPPER, "11")
+    assert ended is not None and ended.raw_state == "C" and ended.exit_code is None
+
+
 def test_job_ids_are_checked() -> None:
     import pytest
 
