@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import psutil
 import pytest
 
 from servemark.deploy.raynode import RAY_WORKER_PORTS
-from tests.conftest import SRC
+from tests.conftest import SRC, need
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +33,7 @@ def mentioning(text: str) -> list[psutil.Process]:
 
 
 def test_head_up_count_down(tmp_path: Path) -> None:
-    pytest.importorskip("ray")
+    need(importlib.util.find_spec("ray") is not None, "ray not installed")
     state = tmp_path / "state"
     temp = f"/tmp/smrt{os.getpid()}"
     r = cli("ray", "up", "--head", "--num-cpus", "1", "--num-gpus", "0", "--temp-dir", temp,
@@ -72,7 +73,7 @@ def test_bad_flags_start_nothing(tmp_path: Path) -> None:
 
 def test_worker_without_head_fails_and_leaves_nothing(tmp_path: Path) -> None:
     """A worker pointed at a silent address: ray start gives up, `up` says so, nothing stays."""
-    pytest.importorskip("ray")
+    need(importlib.util.find_spec("ray") is not None, "ray not installed")
     from servemark.deploy.jobtools import free_port
 
     state = tmp_path / "state"
