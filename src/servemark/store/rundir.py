@@ -48,9 +48,9 @@ def default_run_dir(root: Path, model: str, now: datetime | None = None) -> Path
 class RunWriter:
     """Owns the files of one run while it is being measured."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume: bool = False) -> None:
         self.path = path
-        if (path / REQUESTS).exists():
+        if not resume and (path / REQUESTS).exists():
             raise ResultsError(
                 f"{path} already holds results ({REQUESTS})",
                 "choose a new --output-dir (or leave it out for a fresh timestamped directory)",
