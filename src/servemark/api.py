@@ -21,7 +21,7 @@ from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
-from servemark.errors import ConfigError
+from servemark.errors import ConfigError, ResultsError
 from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
@@ -304,10 +304,20 @@ async def abench(
             records: list[RequestRecord] = list(prior)
             live = LiveCounters()
 
+            write_failed: list[ResultsError] = []
+
             def on_record(rec: RequestRecord, records: list[RequestRecord] = records,
-                          live: LiveCounters = live) -> None:
+                          live: LiveCounters = live,
+                          write_failed: list[ResultsError] = write_failed) -> None:
                 assert writer is not None
-                writer.append(rec)
+                if write_failed:
+                    return
+                try:
+                    writer.append(rec)
+                except ResultsError as exc:  # disk full: stop now, keep what was written
+                    write_failed.append(exc)
+                    control.cancel()
+                    return
                 records.append(rec)
                 progress.request_done(rec, live)
 
@@ -334,6 +344,8 @@ async def abench(
                                     duration_s=point_duration, control=control, live=live,
                                     rng=random.Random(seed + 7))
                     cpu_s = time.process_time() - cpu_start
+            if write_failed:
+                raise write_failed[0]
             summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s,
                                 num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
             if len(urls) > 1:
