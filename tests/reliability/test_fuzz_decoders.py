@@ -115,3 +115,27 @@ def test_sse_parser_recovers_every_event_across_splits(payloads: list[bytes], da
         last = cut
     got.extend(parser.close())
     assert got == payloads
+
+
+BAD_SHAPES = [
+    b'{"choices":[{"text":[null]}]}',
+    b'{"choices":[{"text":5}]}',
+    b'{"choices":[{"delta":5}]}',
+    b'{"choices":[{"delta":{"content":{"a":1}}}]}',
+    b'{"choices":[{"delta":{"reasoning":[1]}}]}',
+    b'{"choices":[{"text":"a","finish_reason":7}]}',
+    b'{"choices":[],"usage":{"completion_tokens":"12"}}',
+    b'{"choices":[],"usage":{"prompt_tokens":-3}}',
+]
+
+
+def test_ill_typed_fields_are_malformed_not_crashes_later() -> None:
+    """Shapes found by the property tests: they used to pass the decoders and crash the request
+    path (joining texts, int() of usage) outside its error handling."""
+    import pytest
+
+    for data in BAD_SHAPES:
+        with pytest.raises(MalformedResponse):
+            parse_event(data)
+        with pytest.raises(MalformedResponse):
+            decode_event(data)
