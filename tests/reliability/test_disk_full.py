@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import servemark
+from servemark.api import resume_bench
 from servemark.errors import ResultsError
 from servemark.store import rundir
 from servemark.store.rundir import load_records
@@ -88,6 +89,13 @@ def test_injected_enospc_stops_the_run_and_keeps_records(stub_server, tmp_path: 
     # the run is marked failed (summary.json had room) and the request ids written are distinct
     assert servemark_status(out) == "failed"
     assert len({r.request_id for r in loaded.records}) == len(loaded.records)
+    # space freed: the run resumes from what was kept and completes, each request once
+    monkeypatch.setattr(rundir.RunWriter, "__init__", real_init)
+    result = resume_bench(out)
+    assert not result.partial and result.points[0].completed == 2000
+    final = load_records(out)
+    assert final.torn_lines == 0
+    assert sorted(r.request_id for r in final.records) == list(range(2000))
 
 
 def servemark_status(run_dir: Path) -> str:
