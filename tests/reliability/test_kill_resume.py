@@ -45,11 +45,15 @@ def test_repeated_kill_9_then_resume_records_every_request_once(stub_server, tmp
     while kills < KILLS:
         before = lines(out / "requests.jsonl")
         deadline = time.monotonic() + 30
-        # kill at a random moment after this attempt has recorded something new
-        while proc.poll() is None and lines(out / "requests.jsonl") <= before:
-            assert time.monotonic() < deadline, "no progress after resume"
-            time.sleep(0.02)
-        time.sleep(rng.uniform(0.0, 0.3))
+        if kills in (1, 3):
+            # a resume killed during its own start-up (probe, tokenizer, summary rewrite)
+            time.sleep(rng.uniform(0.1, 1.5))
+        else:
+            # a random moment after this attempt has recorded something new
+            while proc.poll() is None and lines(out / "requests.jsonl") <= before:
+                assert time.monotonic() < deadline, "no progress after resume"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is not None:
             break  # finished before the kill
         proc.send_signal(signal.SIGKILL)
@@ -67,7 +71,8 @@ def test_repeated_kill_9_then_resume_records_every_request_once(stub_server, tmp
     for p in summary["points"]:
         assert p["completed"] == N and p["failed"] == 0, p
         assert p["duration_s"] > 0
-    assert len(summary["resumes"]) == kills
+    # a resume killed during start-up may die before it records itself
+    assert kills - 2 <= len(summary["resumes"]) <= kills
     loaded = load_records(out)
     assert loaded.torn_lines == 0
     ids = Counter(r.request_id for r in loaded.records)
