@@ -104,3 +104,30 @@ def test_resume_refuses_a_complete_run(tmp_path: Path) -> None:
     (tmp_path / "summary.json").write_text(json.dumps({"status": "complete", "config": {}}))
     with pytest.raises(ConfigError, match="already complete"):
         load_resume_state(tmp_path)
+
+
+def test_resume_after_ctrl_c_twice_resends_cancelled_requests(stub_server, tmp_path: Path) -> None:
+    stub = stub_server("--ttft", "0.01", "--itl", "0.3")  # slow streams: some are in flight
+    out = tmp_path / "run"
+    proc = servemark("bench", "--base-url", stub.base_url, "--concurrency", "3", "--num-requests",
+                     "6", "--input-len", "8", "--output-len", "3", "--no-server-metrics",
+                     "--output-dir", str(out))
+    deadline = time.monotonic() + 30
+    while lines(out / "requests.jsonl") < 1:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)  # cancel what is in flight
+    proc.communicate(timeout=30)
+    first = load_records(out).records
+    assert any(r.error_kind == "cancelled" for r in first), "nothing was cancelled"
+    proc = servemark("bench", "--resume", str(out))
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    recs = load_records(out).records
+    assert sorted(r.request_id for r in recs) == list(range(6))
+    assert all(r.ok for r in recs)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["status"] == "complete" and summary["points"][0]["completed"] == 6

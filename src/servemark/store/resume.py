@@ -3,7 +3,7 @@
 What a killed run leaves: ``summary.json`` (its config and the load points already finished,
 replaced atomically) and ``requests.jsonl`` (every finished request, one unbuffered line each;
 at most the last line torn). A resume truncates the torn tail, keeps every whole record, skips
-the finished load points and sends only the requests of the interrupted point not yet recorded.
+the finished load points and sends only the requests of the interrupted point not yet recorded (requests a second Ctrl-C cancelled are sent again).
 Because workloads are built from the recorded seed, the same request ids get the same prompts.
 """
 
@@ -90,6 +90,28 @@ def _read_records(path: Path) -> list[RequestRecord]:
     return recs
 
 
+def _drop_cancelled(path: Path) -> list[RequestRecord]:
+    """Requests cancelled by a second Ctrl-C never finished: remove their lines (atomically) so
+    that the resume sends them again and each request id stays recorded once."""
+    kept_lines, kept = [], []
+    with open(path, "rb") as fh:
+        for line in fh:
+            try:
+                rec = RequestRecord.from_dict(orjson.loads(line))
+            except (orjson.JSONDecodeError, TypeError, KeyError):
+                continue
+            if rec.error_kind != "cancelled":
+                kept_lines.append(line)
+                kept.append(rec)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.writelines(kept_lines)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return kept
+
+
 def load_resume_state(run_dir: Path) -> ResumeState:
     """Read a run directory to continue it; raises a clear error if there is nothing to resume."""
     if not run_dir.is_dir():
@@ -101,12 +123,14 @@ def load_resume_state(run_dir: Path) -> ResumeState:
         raise ResultsError(f"{run_dir / 'summary.json'} has no config", "it cannot be resumed")
     torn = truncate_torn_tail(run_dir / REQUESTS)
     records = _read_records(run_dir / REQUESTS)
+    if any(r.error_kind == "cancelled" for r in records):
+        records = _drop_cancelled(run_dir / REQUESTS)
     points = [p for p in doc.get("points") or [] if isinstance(p, dict)]
     n = doc["config"].get("num_requests")
     if points and doc.get("status") == "interrupted":
         # a Ctrl-C summarizes the point it stopped, so the last one may be short of requests
         last = points[-1]
-        sent = sum(int(last.get(k) or 0) for k in ("completed", "failed", "cancelled"))
+        sent = sum(int(last.get(k) or 0) for k in ("completed", "failed"))  # cancelled: resent
         if n is None or sent < n:
             points = points[:-1]
             doc = {**doc, "points": points}
