@@ -21,7 +21,7 @@ from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
-from servemark.errors import ConfigError
+from servemark.errors import ConfigError, ResultsError
 from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
@@ -33,6 +33,7 @@ from servemark.progress import BenchProgress, NullProgress
 from servemark.safety.factory import SafetyMonitor, make_checker
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
+from servemark.store.resume import ResumeState, config_from_doc, load_resume_state
 from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
 from servemark.workload.base import (
     Conversation,
@@ -69,9 +70,21 @@ def bench(
     control: RunControl | None = None,
     handle_signals: bool = False,
     argv: list[str] | None = None,
+    resume: ResumeState | None = None,
 ) -> BenchResult:
-    """Run a benchmark (blocking). ``handle_signals`` maps Ctrl-C to a graceful stop."""
-    return asyncio.run(abench(config, progress, control, handle_signals, argv))
+    """Run a benchmark (blocking). ``handle_signals`` maps Ctrl-C to a graceful stop;
+    ``resume`` continues a crashed run (see :func:`resume_bench`)."""
+    return asyncio.run(abench(config, progress, control, handle_signals, argv, resume=resume))
+
+
+def resume_bench(run_dir: Path, api_key: str | None = None, progress: BenchProgress | None = None,
+                 control: RunControl | None = None, handle_signals: bool = False,
+                 argv: list[str] | None = None) -> BenchResult:
+    """Continue a run stopped by a crash or kill: same config, same seed, same request ids;
+    finished load points are kept, only the requests not yet recorded are sent."""
+    state = load_resume_state(run_dir)
+    config = config_from_doc(state.doc, run_dir, api_key)
+    return bench(config, progress, control, handle_signals, argv, resume=state)
 
 
 def _auth_headers(config: BenchConfig) -> dict[str, str]:
@@ -137,6 +150,7 @@ async def abench(
     argv: list[str] | None = None,
     transport: Transport | None = None,
     tokenizer: Tokenizer | None = None,
+    resume: ResumeState | None = None,
 ) -> BenchResult:
     """Async form of :func:`bench`; ``transport`` and ``tokenizer`` may be injected (tests)."""
     progress = progress or NullProgress()
@@ -185,7 +199,7 @@ async def abench(
                 await asyncio.to_thread(verify_tokenizer, tokenizer, urls[0], model, headers)
         workload = await asyncio.to_thread(make_workload, config)
         run_dir = config.output_dir or default_run_dir(config.results_root, model)
-        writer = RunWriter(run_dir)
+        writer = RunWriter(run_dir, resume=resume is not None)
         doc = {
             "schema": SCHEMA,
             "status": "running",
@@ -202,12 +216,18 @@ async def abench(
                if len(infos) > 1 else {}),
             "points": [],
         }
+        if resume is not None:  # keep the first attempt's provenance and finished points
+            doc = {**resume.doc, "status": "running", "partial": True, "finished_at": None}
+            doc["resumes"] = [*doc.get("resumes", []), {
+                "at": utc_now(), "records_kept": len(resume.records),
+                "torn_bytes_dropped": resume.torn_bytes}]
         writer.write_summary(doc)
         opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
                                  temperature=config.temperature, extra_body=config.extra_body)
         targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
-        t0 = time.perf_counter()
+        # a resumed run's clock continues where the recorded one stopped
+        t0 = time.perf_counter() - (resume.time_offset_s if resume is not None else 0.0)
         sampler = None
         if config.server_metrics:
             sampler = await resources.enter_async_context(MetricsSampler(
@@ -231,6 +251,25 @@ async def abench(
             warm, measured = specs[: config.warmup], specs[config.warmup:]
             next_id += count_requests(specs)
             label = point.label
+            point_duration = config.duration_s
+            prior: list[RequestRecord] = []
+            if resume is not None:
+                if label in resume.done_labels:
+                    summaries.append(next(PointSummary.from_dict(p) for p in doc["points"]
+                                          if p.get("label") == label))
+                    continue
+                prior = resume.records_of(label)
+                seen = {r.request_id for r in prior}
+                # an item (request or conversation) counts as sent once its first request is recorded
+                measured = [i for i in measured if requests_of(i)[0].request_id not in seen]
+                if n is not None:
+                    n = max(0, n - sum(1 for r in prior if r.turn in (None, 0)))
+                if prior:
+                    warm = []
+                    next_id = max(next_id, max(r.request_id for r in prior) + 1)
+                    if point_duration is not None:
+                        elapsed = max(r.end_s for r in prior) - min(r.start_s for r in prior)
+                        point_duration = max(point_duration - elapsed, 0.001)
 
             picker = make_picker(config.lb_policy, urls)  # chosen per request
 
@@ -262,27 +301,39 @@ async def abench(
             for url in urls:
                 await _prewarm(net, url, min(point.concurrency or point.max_concurrency or 16, 1024)
                                // len(urls) + 1, headers)
-            records: list[RequestRecord] = []
+            records: list[RequestRecord] = list(prior)
             live = LiveCounters()
 
+            write_failed: list[ResultsError] = []
+
             def on_record(rec: RequestRecord, records: list[RequestRecord] = records,
-                          live: LiveCounters = live) -> None:
+                          live: LiveCounters = live,
+                          write_failed: list[ResultsError] = write_failed) -> None:
                 assert writer is not None
-                writer.append(rec)
+                if write_failed:
+                    return
+                try:
+                    writer.append(rec)
+                except ResultsError as exc:  # disk full: stop now, keep what was written
+                    write_failed.append(exc)
+                    control.cancel()
+                    return
                 records.append(rec)
                 progress.request_done(rec, live)
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
             async with observe_point(sampler, label):
-                if config.workers > 1:
+                if n == 0:  # resumed after every request of this point was recorded
+                    cpu_s = 0.0
+                elif config.workers > 1:
                     if n is None and any(isinstance(i, Conversation) for i in measured):
                         raise ConfigError("conversations cannot be reused across --workers in a "
                                           "--duration run", "use --num-requests, or drop --workers")
                     common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
                                   opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
                                   label=label, grace_period_s=config.grace_period_s)
-                    jobs = plan_jobs(point, measured, config.workers, n, config.duration_s,
+                    jobs = plan_jobs(point, measured, config.workers, n, point_duration,
                                      random.Random(seed + 7), common)
                     child_cpu = await run_point_workers(jobs, on_record, control, live)
                     cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
@@ -290,9 +341,11 @@ async def abench(
                     source: Iterator[WorkItem] = (iter(measured) if n is not None
                                                   else _cycle(measured, next_id))
                     await run_point(point, source, send, on_record, num_requests=n,
-                                    duration_s=config.duration_s, control=control, live=live,
+                                    duration_s=point_duration, control=control, live=live,
                                     rng=random.Random(seed + 7))
                     cpu_s = time.process_time() - cpu_start
+            if write_failed:
+                raise write_failed[0]
             summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s,
                                 num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
             if len(urls) > 1:

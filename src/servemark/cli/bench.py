@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from servemark.api import BenchResult, bench
+from servemark.api import BenchResult, bench, resume_bench
 from servemark.cli.common import err, handle_errors, out, parse_json_object, parse_list
 from servemark.cli.progress import RichBenchProgress
 from servemark.cli.render import (
@@ -97,7 +97,7 @@ def report_result(result: BenchResult, as_json: bool, profile: str | None = None
 
 @handle_errors
 def bench_command(
-    base_url: Annotated[list[str], typer.Option(help="Server root URL, e.g. http://localhost:8000; repeat to spread the load over several")],
+    base_url: Annotated[list[str] | None, typer.Option(help="Server root URL, e.g. http://localhost:8000; repeat to spread the load over several")] = None,
     lb_policy: Annotated[str, typer.Option(help="With several --base-url: round-robin or least-outstanding")] = "round-robin",
     model: Annotated[str | None, typer.Option(help="Served model name (default: the only model served)")] = None,
     api: ApiOpt = None,
@@ -145,8 +145,17 @@ def bench_command(
     judge_url: Annotated[str | None, typer.Option(help="Server of the guard model for --safety-check judge")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Guard model name for --safety-check judge")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (stopped by a crash, kill or Ctrl-C) with its recorded config; other options are ignored")] = None,
 ) -> None:
     """Benchmark an OpenAI-compatible server: TTFT, TPOT, ITL, E2E, throughput, per load point."""
+    if resume is not None:
+        control = RunControl(grace_period)
+        with RichBenchProgress(err) as progress:
+            result = resume_bench(resume, api_key=api_key, progress=progress, control=control,
+                                  handle_signals=True, argv=sys.argv)
+        raise typer.Exit(report_result(result, as_json, metrics_profile, table_format))
+    if not base_url:
+        raise ConfigError("give --base-url (or --resume RUN_DIR)", "for example --base-url http://localhost:8000")
     if table_format not in TABLE_FORMATS:
         raise ConfigError(f"--table-format must be one of {', '.join(TABLE_FORMATS)}, got {table_format!r}",
                           "for example --table-format markdown")

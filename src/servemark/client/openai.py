@@ -82,16 +82,36 @@ def _error_text(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def _choice_text(choice: dict[str, Any]) -> str:
+def _str_or_none(value: Any, what: str, data: bytes) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise MalformedResponse(f"{what} is not a string in chunk: {data[:80]!r}")
+
+
+def _choice_text(choice: dict[str, Any], data: bytes = b"") -> str:
     if "text" in choice:  # completions
-        return choice.get("text") or ""
+        return _str_or_none(choice.get("text"), "'text'", data) or ""
     delta = choice.get("delta") or choice.get("message") or {}
-    parts = [delta.get("content") or ""]
+    if type(delta) is not dict:
+        raise MalformedResponse(f"unexpected 'delta' in chunk: {data[:80]!r}")
+    parts = [_str_or_none(delta.get("content"), "'content'", data) or ""]
     # reasoning models stream their thinking in a separate field; it is generated text too
     for key in ("reasoning_content", "reasoning"):
         if delta.get(key):
-            parts.append(delta[key])
+            parts.append(_str_or_none(delta[key], repr(key), data) or "")
     return "".join(parts)
+
+
+def _usage(obj: dict[str, Any], data: bytes) -> dict[str, Any] | None:
+    """``usage`` when it is an object whose token counts are integers (or absent)."""
+    usage = obj.get("usage")
+    if type(usage) is not dict:
+        return None
+    for key in ("prompt_tokens", "completion_tokens"):
+        value = usage.get(key)
+        if value is not None and (type(value) is not int or value < 0):
+            raise MalformedResponse(f"usage.{key} is not a count in chunk: {data[:80]!r}")
+    return usage
 
 
 _loads = orjson.loads
@@ -117,13 +137,17 @@ def parse_event(data: bytes) -> tuple[str, str | None, dict[str, Any] | None, st
             raise MalformedResponse(f"unexpected 'choices' in chunk: {data[:80]!r}")
         t = choice.get("text")
         if t is None:
-            text = _choice_text(choice)
-        elif t:
+            text = _choice_text(choice, data)
+        elif type(t) is str:
             text = t
+        else:
+            raise MalformedResponse(f"'text' is not a string in chunk: {data[:80]!r}")
         finish = choice.get("finish_reason")
-    usage = obj.get("usage")
+        if finish is not None and type(finish) is not str:
+            raise MalformedResponse(f"'finish_reason' is not a string in chunk: {data[:80]!r}")
+    usage = _usage(obj, data) if "usage" in obj else None
     error = _error_text(obj) if ("error" in obj or obj.get("object") == "error") else None
-    return text, finish, (usage if type(usage) is dict else None), error
+    return text, finish, usage, error
 
 
 def decode_event(data: bytes) -> Delta:
@@ -140,11 +164,9 @@ def decode_event(data: bytes) -> Delta:
         if not isinstance(choices, list) or not isinstance(choices[0], dict):
             raise MalformedResponse(f"unexpected 'choices' in chunk: {data[:80]!r}")
         choice = choices[0]
-        out.text = _choice_text(choice)
-        out.finish_reason = choice.get("finish_reason")
-    usage = obj.get("usage")
-    if isinstance(usage, dict):
-        out.usage = usage
+        out.text = _choice_text(choice, data)
+        out.finish_reason = _str_or_none(choice.get("finish_reason"), "'finish_reason'", data)
+    out.usage = _usage(obj, data)
     return out
 
 

@@ -48,9 +48,9 @@ def default_run_dir(root: Path, model: str, now: datetime | None = None) -> Path
 class RunWriter:
     """Owns the files of one run while it is being measured."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, resume: bool = False) -> None:
         self.path = path
-        if (path / REQUESTS).exists():
+        if not resume and (path / REQUESTS).exists():
             raise ResultsError(
                 f"{path} already holds results ({REQUESTS})",
                 "choose a new --output-dir (or leave it out for a fresh timestamped directory)",
@@ -65,9 +65,13 @@ class RunWriter:
 
     def append(self, rec: RequestRecord) -> None:
         """One record, one unbuffered write: a crash never loses a finished request."""
-        line = orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        line = memoryview(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
         try:
-            self._requests.write(line)
+            while line:  # an unbuffered write may take only part of the line (disk filling up)
+                written = self._requests.write(line)
+                if not written:
+                    raise OSError(28, "No space left on device")
+                line = line[written:]
         except OSError as exc:
             raise ResultsError(f"cannot write {self.path / REQUESTS}: {exc.strerror}",
                                "free disk space; records written so far are kept") from exc
@@ -94,7 +98,11 @@ class RunWriter:
         writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-        (self.path / SUMMARY_CSV).write_text(buf.getvalue())
+        try:
+            (self.path / SUMMARY_CSV).write_text(buf.getvalue())
+        except OSError as exc:
+            raise ResultsError(f"cannot write {self.path / SUMMARY_CSV}: {exc.strerror}",
+                               "free disk space; requests.jsonl is intact") from exc
 
     def close(self) -> None:
         self._requests.close()

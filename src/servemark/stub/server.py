@@ -7,6 +7,9 @@ Its tokenizer is trivial and exact: one token per UTF-8 byte (``/tokenize``, ``/
 Faults (server-wide ``fault`` with ``fault_every``, or per request with ``"stub_fault"`` in the
 body): ``http500``, ``http429``, ``malformed`` (non-JSON data), ``drop`` (connection cut
 mid-stream), ``no_done`` (stream ends without [DONE]), ``stall`` (stops sending after a few chunks).
+Chaos kinds: ``http503`` (with Retry-After), ``reset`` (TCP reset before any header), ``bad_utf8``
+(an event whose bytes are invalid UTF-8, split across two HTTP chunks), ``giant`` (one 4 MiB
+event), ``hang`` (reads the request, never answers).
 """
 
 from __future__ import annotations
@@ -14,12 +17,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import socket
+import struct
 import time
 from dataclasses import dataclass
 
 import orjson
 
-FAULTS = ("http500", "http429", "malformed", "drop", "no_done", "stall")
+FAULTS = ("http500", "http429", "malformed", "drop", "no_done", "stall",
+          "http503", "reset", "bad_utf8", "giant", "hang")
+GIANT_CHARS = 4 << 20
 MODEL = "stub"
 
 
@@ -56,8 +63,9 @@ class _Stub:
 
     def _response(self, status: int, body: bytes, ctype: bytes = b"application/json") -> bytes:
         reason = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests",
-                  500: b"Internal Server Error", 400: b"Bad Request"}.get(status, b"Error")
-        extra = b"Retry-After: 1\r\n" if status == 429 else b""
+                  500: b"Internal Server Error", 400: b"Bad Request",
+                  503: b"Service Unavailable"}.get(status, b"Error")
+        extra = b"Retry-After: 1\r\n" if status in (429, 503) else b""
         return (b"HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n"
                 % (status, reason, ctype, len(body), extra)) + body
 
@@ -139,6 +147,19 @@ class _Stub:
             writer.write(self._response(500, b'{"error":{"message":"injected failure"}}'))
             await writer.drain()
             return True
+        if fault == "http503":
+            writer.write(self._response(503, b'{"error":{"message":"overloaded"}}'))
+            await writer.drain()
+            return True
+        if fault == "reset":  # SO_LINGER 0 turns the close into a TCP RST
+            sock = writer.get_extra_info("socket")
+            if sock is not None:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            writer.transport.abort()
+            return False
+        if fault == "hang":
+            await asyncio.sleep(3600)
+            return False
         if fault == "http429":
             writer.write(self._response(429, b'{"error":{"message":"slow down"}}'))
             await writer.drain()
@@ -197,6 +218,18 @@ class _Stub:
                 if delay > 0:
                     await writer.drain()
                     await asyncio.sleep(delay)
+            if fault == "bad_utf8" and i == 1:
+                head, tail = b'data: {"choices":[{"index":0,"text":"\xc3', b'\x28 x"}]}\n\n'
+                writer.write(_chunk(head))
+                await writer.drain()
+                writer.write(_chunk(tail))
+                continue
+            if fault == "giant" and i == 1:
+                writer.write(_event({"object": obj, "model": cfg.model,
+                                     "choices": [{"index": 0, "text": "x" * GIANT_CHARS,
+                                                  "delta": {"content": "x" * GIANT_CHARS},
+                                                  "finish_reason": None}]}))
+                continue
             if fault == "malformed" and i == 1:
                 writer.write(_chunk(b"data: {this is not json\n\n"))
                 continue
