@@ -144,7 +144,8 @@ def points_from_run(doc: dict[str, Any], token_means: dict[str, tuple[float, flo
         if not conc or not s.get("completed"):
             continue
         ins, outs = token_means.get(s["label"], (cfg.get("input_len"), cfg.get("output_len")))
-        if not ins or not outs:
+        # lengths may be distributions ("uniform:64:256"); without measured means, skip the point
+        if not isinstance(ins, int | float) or not isinstance(outs, int | float) or not ins or not outs:
             continue
         measured: dict[str, float] = {}
         ttft = (s.get("ttft_s") or {}).get("mean")
