@@ -20,11 +20,13 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from servemark.cli.common import err, handle_errors, out
 from servemark.deploy import registry
+from servemark.deploy.preflight import fit_warning, gpu_identity
 from servemark.deploy.readiness import LoadProgress
 from servemark.deploy.replicas import Deployment, ReplicaProgress
 from servemark.errors import ConfigError
@@ -100,6 +102,8 @@ def serve_command(
         cores_per_replica=cores_per_replica, host=host, port=port, ready_timeout=ready_timeout,
         python=python,
     )
+    if config.device != "cpu" and (warning := fit_warning(model, config.vllm_args, gpu_identity())):
+        err.print(f"[yellow]warning[/yellow] {escape(warning)}", soft_wrap=True)
     run_dir = output_dir or default_run_dir(results_root, f"serve-{Path(model).name or model}")
     deployment = Deployment(config, run_dir)
     old_term = signal.signal(signal.SIGTERM, _raise_interrupt)

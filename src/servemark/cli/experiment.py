@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from servemark.cli.bench import report_result
 from servemark.cli.common import err, handle_errors, redact_text
 from servemark.cli.deploy import deploy_progress
 from servemark.cli.progress import RichBenchProgress
+from servemark.deploy.preflight import fit_warning, gpu_identity
 from servemark.deploy.replicas import Deployment
 from servemark.errors import ConfigError
 from servemark.experiment import example_spec, load_spec
@@ -28,6 +30,9 @@ def run_command(
     spec = load_spec(spec_path)
     replicas = spec.deploy.replicas if spec.deploy else 1
     grace = spec.bench_config(None if spec.deploy is None else "http://x").grace_period_s
+    if spec.deploy is not None and spec.deploy.device != "cpu" and (
+            warning := fit_warning(spec.deploy.model, spec.deploy.vllm_args, gpu_identity())):
+        err.print(f"[yellow]warning[/yellow] {escape(warning)}", soft_wrap=True)
 
     def on_ready(deployment: Deployment) -> None:
         for server in deployment.servers:
