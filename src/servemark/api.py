@@ -23,6 +23,7 @@ from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
 from servemark.errors import ConfigError, ResultsError
 from servemark.load.balance import EndpointPicker, make_picker
+from servemark.load.limits import ensure_open_files
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, run_point_workers
@@ -164,6 +165,8 @@ async def abench(
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
+    if max_conn:
+        ensure_open_files(-(-max_conn // config.workers))  # each process holds its share
     timeouts = Timeouts(config.connect_timeout_s, config.read_timeout_s, config.request_timeout_s)
     net: Transport = transport or (
         FastTransport(max_conn, timeouts) if config.http_client == "fast"
