@@ -41,7 +41,7 @@ from servemark.workload.base import (
     WorkItem,
     Workload,
     count_requests,
-    renumber,
+    cycle_pool,
     requests_of,
 )
 from servemark.workload.factory import build_items, make_workload
@@ -108,16 +108,6 @@ def _prompts(tok: Tokenizer, workload: Workload, n: int, seed: int, point_index:
             "server with a larger --max-model-len",
         )
     return items
-
-
-def _cycle(pool: list[WorkItem], first_id: int) -> Iterator[WorkItem]:
-    """Reuse a prompt pool (duration-bounded runs), renumbering so request ids stay unique."""
-    i, next_id = 0, first_id
-    while True:
-        item = renumber(pool[i % len(pool)], next_id)
-        yield item
-        next_id += len(requests_of(item))
-        i += 1
 
 
 def _check_same_model(infos: list[EndpointInfo], model: str) -> None:
@@ -342,7 +332,7 @@ async def abench(
                     cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
                 else:
                     source: Iterator[WorkItem] = (iter(measured) if n is not None
-                                                  else _cycle(measured, next_id))
+                                                  else cycle_pool(measured, next_id))
                     await run_point(point, source, send, on_record, num_requests=n,
                                     duration_s=point_duration, control=control, live=live,
                                     rng=random.Random(seed + 7))

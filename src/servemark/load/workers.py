@@ -17,7 +17,7 @@ import multiprocessing as mp
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
@@ -31,7 +31,7 @@ from servemark.load.balance import make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.record import RequestRecord
-from servemark.workload.base import WorkItem, renumber, requests_of
+from servemark.workload.base import WorkItem, cycle_pool, requests_of
 
 BATCH_SECONDS = 0.02
 START_MARGIN_S = 0.05
@@ -57,17 +57,6 @@ class WorkerJob:
     grace_period_s: float
     cycle: bool = False  # duration-bounded closed loop: reuse the prompt pool
     id_stride: int = 1
-
-
-def cycled(specs: list[WorkItem], stride: int) -> Iterator[WorkItem]:
-    """Reuse a prompt pool endlessly; request ids continue in steps of ``stride`` so ids from
-    different workers never collide (single requests only: the caller keeps conversations
-    out of cycled pools)."""
-    if not specs:
-        return
-    base = requests_of(specs[0])[0].request_id
-    for k in itertools.count():
-        yield renumber(specs[k % len(specs)], base + k * stride)
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -172,7 +161,8 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
 
         cpu0 = time.process_time()
         try:
-            source = cycled(job.specs, job.id_stride) if job.cycle else iter(job.specs)
+            source = (cycle_pool(job.specs, requests_of(job.specs[0])[0].request_id, job.id_stride)
+                      if job.cycle and job.specs else iter(job.specs))
             await run_point(job.point, source, send, on_record,
                             num_requests=job.num_requests, duration_s=job.duration_s,
                             control=control, start_at=start_at,

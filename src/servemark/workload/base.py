@@ -7,8 +7,9 @@ after another, while different conversations run concurrently.
 
 from __future__ import annotations
 
+import itertools
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -56,3 +57,16 @@ def renumber(item: WorkItem, first_id: int) -> WorkItem:
                       for k, t in enumerate(item.turns))
         return Conversation(first_id, turns)
     return replace(item, request_id=first_id)
+
+
+def cycle_pool(pool: Sequence[WorkItem], first_id: int, stride: int = 1) -> Iterator[WorkItem]:
+    """Reuse a pool endlessly (duration-bounded runs), renumbering every item so request ids
+    never repeat; ids advance by ``stride`` per request, so worker processes that interleave
+    their ids (stride = number of workers) never collide either."""
+    if not pool:
+        return
+    next_id = first_id
+    for k in itertools.count():
+        item = renumber(pool[k % len(pool)], next_id)
+        yield item
+        next_id += stride * len(requests_of(item))
