@@ -81,17 +81,3 @@ def wait_ray(address: str, nodes: int, gpus: int, timeout: float) -> subprocess.
                            "--address", address, "--nodes", str(nodes), "--gpus", str(gpus),
                            "--timeout", str(timeout)], capture_output=True, text=True, env=env,
                           timeout=timeout + 60, check=False)
-
-
-@pytest.fixture
-def netns() -> Iterator[NetNS]:
-    """One extra test host; removed after the test."""
-    need(os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None,
-         "network namespaces need root, iproute2 and nsenter")
-    try:
-        ns = NetNS().up()
-    except RuntimeError as exc:
-        need(False, f"cannot create a network namespace here: {exc}")
-        raise
-    yield ns
-    ns.down()

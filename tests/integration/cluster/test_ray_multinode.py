@@ -23,7 +23,7 @@ from tests.netns import NetNS, netns, ray_start, wait_ray  # noqa: F401 (fixture
 pytestmark = pytest.mark.slow
 
 
-def test_two_node_ray_cluster_forms(netns: NetNS, tmp_path: Path) -> None:
+def test_two_node_ray_cluster_forms(netns: NetNS, tmp_path: Path) -> None:  # noqa: F811
     need(importlib.util.find_spec("ray") is not None, "ray not installed")
     port = free_port()  # ephemeral range: clear of Ray's worker ports 10002-19999
     address = f"{netns.host_ip}:{port}"
