@@ -78,15 +78,20 @@ def wait_ray(address: str, nodes: int, gpus: int, timeout: float) -> subprocess.
                           timeout=timeout + 60, check=False)
 
 
-@pytest.fixture
-def netns() -> Iterator[NetNS]:
-    """One extra test host; removed after the test."""
+def need_netns() -> NetNS:
+    """A namespace that is up (the caller takes it down), or skip/fail as ``need`` does."""
     need(os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None,
          "network namespaces need root, iproute2 and nsenter")
     try:
-        ns = NetNS().up()
+        return NetNS().up()
     except RuntimeError as exc:
         need(False, f"cannot create a network namespace here: {exc}")
         raise
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNS]:
+    """One extra test host; removed after the test."""
+    ns = need_netns()
     yield ns
     ns.down()

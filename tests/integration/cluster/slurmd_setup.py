@@ -178,7 +178,7 @@ SlurmdTimeout=60
         while time.monotonic() < deadline:
             for p in self.started:
                 if p.poll() is not None:
-                    raise RuntimeError(f"{' '.join(map(str, p.args))} exited; see {self.dir}")
+                    raise RuntimeError(f"{p.args!r} exited; see {self.dir}")
             if self.node_idle():
                 return
             states = self.node_states()
