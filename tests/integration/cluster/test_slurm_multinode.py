@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -121,3 +122,13 @@ def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny
     left = [(p.pid, " ".join(p.cmdline())[:80]) for p in _job_processes(job_id)]
     assert not left
     assert os.environ.get("SLURM_CONF") == str(two_node_slurm.slurm.conf)
+
+
+@pytest.fixture(autouse=True)
+def _remove_ray_temp_dirs() -> Iterator[None]:
+    """The job's per-node Ray temp dirs (/tmp/ray-JOB-0-nN; both nodes share this /tmp): job ids
+    of a private SLURM restart at 1, so leave none behind."""
+    before = set(Path("/tmp").glob("ray-*-n[0-9]*"))
+    yield
+    for d in set(Path("/tmp").glob("ray-*-n[0-9]*")) - before:
+        shutil.rmtree(d, ignore_errors=True)
