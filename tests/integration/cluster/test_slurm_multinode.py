@@ -63,7 +63,8 @@ def ray_cpu_env() -> Iterator[dict[str, str]]:
 
 def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny_model: Path,
                                                   tmp_path: Path, job_state_dir: Path,
-                                                  ray_cpu_env: dict[str, str]) -> None:
+                                                  ray_cpu_env: dict[str, str],
+                                                  job_ids: list[str]) -> None:
     ns, port = two_node_slurm.ns, free_port()
     spec = {
         "name": "smtp2",
@@ -92,6 +93,7 @@ def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny
     r = cli("slurm", "submit", str(spec_path), "--wait", "--timeout", "560", cwd=tmp_path,
             timeout=620)
     job_id = r.stdout.strip().splitlines()[0]
+    job_ids.append(job_id)
     run_dir = tmp_path / "runs" / f"smtp2-{job_id}"
     logs = {p.name: p.read_text(errors="replace")[-3000:] for p in run_dir.glob("*.log")}
     assert r.returncode == 0 and "COMPLETED" in r.stdout, (r.stdout, r.stderr, logs)
@@ -124,11 +126,12 @@ def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny
     assert os.environ.get("SLURM_CONF") == str(two_node_slurm.slurm.conf)
 
 
-@pytest.fixture(autouse=True)
-def _remove_ray_temp_dirs() -> Iterator[None]:
-    """The job's per-node Ray temp dirs (/tmp/ray-JOB-0-nN; both nodes share this /tmp): job ids
-    of a private SLURM restart at 1, so leave none behind."""
-    before = set(Path("/tmp").glob("ray-*-n[0-9]*"))
-    yield
-    for d in set(Path("/tmp").glob("ray-*-n[0-9]*")) - before:
-        shutil.rmtree(d, ignore_errors=True)
+@pytest.fixture
+def job_ids() -> Iterator[list[str]]:
+    """Job ids the test submitted: their per-node Ray temp dirs (/tmp/ray-JOB-R-nN; both nodes
+    share this /tmp) are removed afterwards, since a private SLURM's job ids restart at 1."""
+    ids: list[str] = []
+    yield ids
+    for job_id in ids:
+        for d in Path("/tmp").glob(f"ray-{job_id}-*-n*"):
+            shutil.rmtree(d, ignore_errors=True)
