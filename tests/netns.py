@@ -1,7 +1,10 @@
 """Test hosts in network namespaces and Ray processes for multi-host tests.
 
-A namespace gets a veth pair on a private /24; `nsenter --net` enters it (``ip netns exec``
-fails on this sandbox's cgroup mount). Shared by the cluster and Ray-actor tests."""
+A namespace gets a veth pair on a private /24 whose two ends carry the same name (``ifname``),
+as a cluster's nodes share an interface name (hsn0, ib0); its default route goes to this side, so
+"the address that reaches other hosts" is the veth address on both. `nsenter --net` enters it
+(``ip netns exec`` fails on this sandbox's cgroup mount). Shared by the cluster and Ray-actor
+tests."""
 
 from __future__ import annotations
 
@@ -19,24 +22,29 @@ from tests.conftest import SRC, need
 
 
 class NetNS:
-    """A namespace ``name`` reachable at ``peer_ip`` from ``host_ip`` on this side."""
+    """A namespace ``name`` reachable at ``peer_ip`` from ``host_ip`` on this side; both ends of
+    the veth pair are called ``ifname``."""
 
     def __init__(self) -> None:
         tag = f"{os.getpid() % 10000}{random.randint(0, 99)}"
-        self.name, self.host_if, self.ns_if = f"sm{tag}", f"smh{tag}", f"smn{tag}"
+        self.name, self.ifname, tmp_if = f"sm{tag}", f"smv{tag}", f"smn{tag}"
+        self.host_if = self.ifname
+        self._tmp_if = tmp_if
         net = random.randint(16, 250)
         self.host_ip, self.peer_ip = f"10.213.{net}.1", f"10.213.{net}.2"
 
     def up(self) -> NetNS:
         cmds = [
             ["ip", "netns", "add", self.name],
-            ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self.ns_if],
-            ["ip", "link", "set", self.ns_if, "netns", self.name],
+            ["ip", "link", "add", self.host_if, "type", "veth", "peer", "name", self._tmp_if],
+            ["ip", "link", "set", self._tmp_if, "netns", self.name],
+            [*self.enter(), "ip", "link", "set", self._tmp_if, "name", self.ifname],
             ["ip", "addr", "add", f"{self.host_ip}/24", "dev", self.host_if],
             ["ip", "link", "set", self.host_if, "up"],
-            [*self.enter(), "ip", "addr", "add", f"{self.peer_ip}/24", "dev", self.ns_if],
-            [*self.enter(), "ip", "link", "set", self.ns_if, "up"],
+            [*self.enter(), "ip", "addr", "add", f"{self.peer_ip}/24", "dev", self.ifname],
+            [*self.enter(), "ip", "link", "set", self.ifname, "up"],
             [*self.enter(), "ip", "link", "set", "lo", "up"],
+            [*self.enter(), "ip", "route", "add", "default", "via", self.host_ip],
         ]
         for cmd in cmds:
             r = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -54,19 +62,6 @@ class NetNS:
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
 
 
-@pytest.fixture
-def netns() -> Iterator[NetNS]:
-    need(os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None,
-         "network namespaces need root, iproute2 and nsenter")
-    try:
-        ns = NetNS().up()
-    except RuntimeError as exc:
-        need(False, f"cannot create a network namespace here: {exc}")
-        raise
-    yield ns
-    ns.down()
-
-
 def ray_start(prefix: list[str], args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "wb") as fh:
@@ -81,3 +76,22 @@ def wait_ray(address: str, nodes: int, gpus: int, timeout: float) -> subprocess.
                            "--address", address, "--nodes", str(nodes), "--gpus", str(gpus),
                            "--timeout", str(timeout)], capture_output=True, text=True, env=env,
                           timeout=timeout + 60, check=False)
+
+
+def need_netns() -> NetNS:
+    """A namespace that is up (the caller takes it down), or skip/fail as ``need`` does."""
+    need(os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None,
+         "network namespaces need root, iproute2 and nsenter")
+    try:
+        return NetNS().up()
+    except RuntimeError as exc:
+        need(False, f"cannot create a network namespace here: {exc}")
+        raise
+
+
+@pytest.fixture
+def netns() -> Iterator[NetNS]:
+    """One extra test host; removed after the test."""
+    ns = need_netns()
+    yield ns
+    ns.down()

@@ -147,6 +147,8 @@ class RaySpec(BaseModel):
         None, description="take node IPs from this interface (e.g. hsn0, ib0); default: first address")
     wait_timeout_s: float = Field(600.0, gt=0, description="for all nodes and GPUs to join")
     num_cpus: int | None = Field(None, ge=1, description="CPUs Ray may use per node")
+    num_gpus: int | None = Field(
+        None, ge=0, description="GPUs each Ray node advertises (default gpus_per_node)")
 
     @field_validator("network_interface")
     @classmethod

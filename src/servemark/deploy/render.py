@@ -98,15 +98,34 @@ def _pbs_select(spec: ClusterSpec) -> str:
     return ":".join(parts)
 
 
+# the collective libraries' bootstrap interface: the one Ray's node IPs come from
+SOCKET_IFNAME_VARS = ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME")
+
+
+def env_vars(spec: ClusterSpec, replicas: list[Replica]) -> dict[str, str]:
+    """The variables every node exports. With ``ray.network_interface`` on a multi-node replica,
+    gloo and NCCL bootstrap over that interface too (unless the spec sets them): otherwise
+    they pick the address the hostname resolves to, which need not be the one Ray uses."""
+    out = dict(spec.environment.vars)
+    iface = spec.ray.network_interface
+    if iface and any(r.multinode for r in replicas):
+        for name in SOCKET_IFNAME_VARS:
+            out.setdefault(name, iface)
+    return out
+
+
 def render(spec: ClusterSpec, scheduler: Scheduler) -> str:
     """The complete job script text for ``scheduler``."""
     replicas = plan_layout(spec)
     iface = spec.ray.network_interface
+    ray_gpus = spec.ray.num_gpus if spec.ray.num_gpus is not None else spec.gpus_per_node
     ctx = {
         "spec": spec,
         "s": spec.scheduler,
         "version": __version__,
         "replicas": replicas,
+        "env_vars": env_vars(spec, replicas),
+        "ray_gpus": ray_gpus,
         "layout_text": layout_text(spec, replicas),
         "run_root": _run_root(spec),
         "vllm_args": _vllm_args(spec),

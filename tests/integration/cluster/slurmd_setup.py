@@ -1,55 +1,108 @@
-"""A real one-node SLURM for tests: munged, slurmctld and slurmd started by hand (no systemd).
+"""A private real SLURM for tests: its own munged, slurmctld and slurmd(s), started by hand.
 
-Everything lives under one state directory (default /tmp/servemark-slurm). When the daemons of
-that directory already answer, they are reused and left running; otherwise they are started here
-and ``stop()`` ends exactly the processes this object started, by PID.
-Run ``python tests/integration/cluster/slurmd_setup.py`` to start them by hand for development.
+Everything is private to one ``LocalSlurm``: a fresh directory (conf, munge key and socket,
+state, spool, logs), free ports for SlurmctldPort and SlurmdPort, so it never meets a site's or
+another test run's SLURM. Clients find it through ``SLURM_CONF`` (``env``). ``stop()`` cancels its
+jobs and ends exactly the processes it started, by PID.
+
+Nodes: by default one node named after this host. A node in a network namespace gets its own
+``NodeAddr`` and its slurmd runs under ``nsenter`` (``%n`` keeps the slurmd paths apart).
+Run ``python tests/integration/cluster/slurmd_setup.py`` to start a one-node SLURM by hand.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import pwd
 import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-
-STATE_DIR = Path(os.environ.get("SERVEMARK_TEST_SLURM_DIR", "/tmp/servemark-slurm"))
-MUNGE_SOCKET = Path("/run/munge/munge.socket.2")
 
 
 def have_slurm() -> bool:
-    return all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "squeue", "munged"))
+    return all(shutil.which(t) for t in ("slurmctld", "slurmd", "sbatch", "squeue", "munged",
+                                         "mungekey"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return int(s.getsockname()[1])
 
 
 def _mem_mib() -> int:
     with open("/proc/meminfo") as fh:
         for line in fh:
             if line.startswith("MemTotal:"):
-                return int(line.split()[1]) // 1024 - 1024  # leave room for the OS
+                return max(1024, int(line.split()[1]) // 1024 - 1024)  # leave room for the OS
     return 1024
 
 
-def _conf_text(d: Path, host: str) -> str:
-    cpus = os.cpu_count() or 1
-    return f"""\
+@dataclass(frozen=True)
+class SlurmNode:
+    """One slurmd: its NodeName, the address slurmctld reaches it at, and a command prefix that
+    puts it where it lives (``nsenter --net=...`` for a namespace)."""
+
+    name: str
+    addr: str | None = None
+    prefix: list[str] = field(default_factory=list)
+
+
+class LocalSlurm:
+    """A private cluster; ``partitions`` maps a name to node names (the first is the default)."""
+
+    def __init__(self, nodes: list[SlurmNode] | None = None, ctld_addr: str | None = None,
+                 partitions: dict[str, list[str]] | None = None) -> None:
+        self.host = socket.gethostname()
+        self.nodes = nodes or [SlurmNode(self.host)]
+        self.ctld_addr = ctld_addr
+        self.partitions = partitions or {"debug": [n.name for n in self.nodes]}
+        self.dir = Path(tempfile.mkdtemp(prefix="sm-slurm-"))  # short: munge's socket path
+        self.dir.chmod(0o755)  # munged (user munge) and clients must reach into it
+        self.conf = self.dir / "slurm.conf"
+        self.munge_socket = self.dir / "munge" / "munge.sock"
+        self.ctld_port, self.slurmd_port = free_port(), free_port()
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"SLURM_CONF": str(self.conf)}
+
+    def _run(self, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **self.env}, check=False)
+
+    def conf_text(self) -> str:
+        d, cpus = self.dir, os.cpu_count() or 1
+        ctld = f"{self.host}({self.ctld_addr})" if self.ctld_addr else self.host
+        node_lines = "".join(
+            f"NodeName={n.name}{f' NodeAddr={n.addr}' if n.addr else ''} CPUs={cpus} "
+            f"RealMemory={_mem_mib()} State=UNKNOWN\n" for n in self.nodes)
+        part_lines = "".join(
+            f"PartitionName={p} Nodes={','.join(names)} Default={'YES' if i == 0 else 'NO'} "
+            f"MaxTime=INFINITE State=UP OverSubscribe=YES\n"
+            for i, (p, names) in enumerate(self.partitions.items()))
+        return f"""\
 ClusterName=servemark
-SlurmctldHost={host}
+SlurmctldHost={ctld}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-SlurmctldPort=6817
-SlurmdPort=6818
+AuthInfo=socket={self.munge_socket}
+SlurmctldPort={self.ctld_port}
+SlurmdPort={self.slurmd_port}
 StateSaveLocation={d}/state
-SlurmdSpoolDir={d}/spool
+SlurmdSpoolDir={d}/spool-%n
 SlurmctldPidFile={d}/slurmctld.pid
-SlurmdPidFile={d}/slurmd.pid
+SlurmdPidFile={d}/slurmd-%n.pid
 SlurmctldLogFile={d}/slurmctld.log
-SlurmdLogFile={d}/slurmd.log
+SlurmdLogFile={d}/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 SelectType=select/cons_tres
@@ -65,100 +118,86 @@ ReturnToService=2
 SchedulerType=sched/backfill
 SlurmctldTimeout=30
 SlurmdTimeout=60
-NodeName={host} CPUs={cpus} RealMemory={_mem_mib()} State=UNKNOWN
-PartitionName=debug Nodes={host} Default=YES MaxTime=INFINITE State=UP OverSubscribe=YES
-"""
+{node_lines}{part_lines}"""
 
-
-class LocalSlurm:
-    """Start (or reuse) munged + slurmctld + slurmd; ``env`` holds SLURM_CONF for clients."""
-
-    def __init__(self, state_dir: Path = STATE_DIR) -> None:
-        self.dir = state_dir
-        self.conf = state_dir / "slurm.conf"
-        self.host = socket.gethostname()
-        self.started: list[subprocess.Popen[bytes]] = []
-        self.started_munged_pid: int | None = None
-
-    @property
-    def env(self) -> dict[str, str]:
-        return {"SLURM_CONF": str(self.conf)}
-
-    def _run(self, *cmd: str, timeout: float = 10) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **self.env}, check=False)
-
-    def munge_ok(self) -> bool:
-        try:
-            enc = subprocess.run(["munge", "-n"], capture_output=True, timeout=5, check=False)
-            dec = subprocess.run(["unmunge"], input=enc.stdout, capture_output=True, timeout=5,
-                                 check=False)
-        except (OSError, subprocess.TimeoutExpired):
-            return False
-        return enc.returncode == 0 and dec.returncode == 0
+    def node_states(self) -> list[str]:
+        r = self._run("sinfo", "-h", "-N", "-o", "%T")
+        return [s.rstrip("*~#$@") for s in r.stdout.split()] if r.returncode == 0 else []
 
     def node_idle(self) -> bool:
-        if not self.conf.exists():
-            return False
-        r = self._run("sinfo", "-h", "-N", "-o", "%T")
-        states = r.stdout.split()
-        return r.returncode == 0 and bool(states) and all(
-            s.rstrip("*~#") in ("idle", "mixed", "allocated") for s in states)
+        states = self.node_states()
+        return len(states) >= len(self.nodes) and all(
+            s in ("idle", "mixed", "allocated") for s in states)
+
+    def _spawn(self, args: list[str], log: str, **kw: object) -> subprocess.Popen[bytes]:
+        with open(self.dir / log, "wb") as fh:
+            p = subprocess.Popen(args, stdout=fh, stderr=fh, stdin=subprocess.DEVNULL,
+                                 env={**os.environ, **self.env}, start_new_session=True,
+                                 **kw)  # type: ignore[call-overload]
+        self.started.append(p)
+        return p
+
+    def _start_munged(self) -> None:
+        mdir = self.munge_socket.parent
+        mdir.mkdir(mode=0o700)
+        key = mdir / "munge.key"
+        subprocess.run(["mungekey", "--create", f"--keyfile={key}"], check=True,
+                       capture_output=True, timeout=20)
+        munge = pwd.getpwnam("munge")
+        for path in (mdir, key):
+            os.chown(path, munge.pw_uid, munge.pw_gid)
+        self._spawn(["munged", "--foreground", "--force", f"--socket={self.munge_socket}",
+                     f"--key-file={key}", f"--pid-file={mdir}/munged.pid",
+                     f"--log-file={mdir}/munged.log", f"--seed-file={mdir}/munged.seed"],
+                    "munged.stderr", user=munge.pw_uid, group=munge.pw_gid, extra_groups=[])
+        for _ in range(100):
+            if self.munge_socket.exists():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"munged did not open {self.munge_socket}; see {mdir}/munged.log")
 
     def start(self, timeout_s: float = 60) -> LocalSlurm:
-        if not self.munge_ok():
-            self._start_munged()
-        if self.node_idle():
-            return self  # reuse daemons someone already started for this directory
-        for sub in ("state", "spool"):
-            (self.dir / sub).mkdir(parents=True, exist_ok=True)
-        self.conf.write_text(_conf_text(self.dir, self.host))
-        env = {**os.environ, **self.env}
-        for daemon in ("slurmctld", "slurmd"):
-            args = [daemon, "-D", "-f", str(self.conf)]
-            if daemon == "slurmctld":
-                args.append("-c")  # clean start: forget jobs of a previous run
-            log = open(self.dir / f"{daemon}.stderr", "wb")  # noqa: SIM115
-            self.started.append(subprocess.Popen(args, stdout=log, stderr=log,
-                                                 stdin=subprocess.DEVNULL, env=env,
-                                                 start_new_session=True))
-            log.close()
-            time.sleep(1.0)
+        try:
+            self._start(timeout_s)
+        except BaseException:
+            self.stop(keep_dir=True)  # its logs say why
+            raise
+        return self
+
+    def _start(self, timeout_s: float) -> None:
+        (self.dir / "state").mkdir()
+        self.conf.write_text(self.conf_text())
+        self._start_munged()
+        # -c: a clean start, no jobs or node states from anywhere else
+        self._spawn(["slurmctld", "-D", "-c", "-f", str(self.conf)], "slurmctld.stderr")
+        time.sleep(1.0)
+        for n in self.nodes:
+            self._spawn([*n.prefix, "slurmd", "-D", "-f", str(self.conf), "-N", n.name],
+                        f"slurmd-{n.name}.stderr")
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for p in self.started:
                 if p.poll() is not None:
-                    self.stop()
-                    raise RuntimeError(f"{p.args[0]} exited; see {self.dir}/*.log")
+                    raise RuntimeError(f"{p.args!r} exited; see {self.dir}")
             if self.node_idle():
-                return self
-            r = self._run("sinfo", "-h", "-N", "-o", "%T")
-            if "down" in r.stdout or "drain" in r.stdout:
-                self._run("scontrol", "update", f"NodeName={self.host}", "State=RESUME")
+                return
+            states = self.node_states()
+            if any(s.startswith(("down", "drain")) for s in states):
+                for n in self.nodes:
+                    self._run("scontrol", "update", f"NodeName={n.name}", "State=RESUME")
             time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"the SLURM node did not become idle; see {self.dir}/*.log")
+        raise RuntimeError(f"the SLURM nodes did not become idle ({self.node_states()}); "
+                           f"see {self.dir}/*.log")
 
-    def _start_munged(self) -> None:
-        Path("/run/munge").mkdir(parents=True, exist_ok=True)
-        with contextlib.suppress(OSError):
-            shutil.chown("/run/munge", "munge", "munge")
-        key = Path("/etc/munge/munge.key")
-        if not key.exists():
-            subprocess.run(["mungekey", "--create", "--force"], check=True)
-            shutil.chown(key, "munge", "munge")
-        subprocess.run(["runuser", "-u", "munge", "--", "munged", "--force"], check=True,
-                       timeout=20)
-        pidfile = Path("/run/munge/munged.pid")
-        for _ in range(50):
-            if self.munge_ok():
-                break
-            time.sleep(0.1)
-        if pidfile.exists():
-            self.started_munged_pid = int(pidfile.read_text().split()[0])
-
-    def stop(self) -> None:
-        """Stop only what this object started (by PID), newest first."""
+    def stop(self, keep_dir: bool = False) -> None:
+        """Cancel our jobs, then stop only what this object started (by PID), newest first."""
+        if self.started and self.started[-1].poll() is None:
+            self._run("scancel", "--full", "--user", pwd.getpwuid(os.getuid()).pw_name)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                if not self._run("squeue", "-h").stdout.strip():
+                    break
+                time.sleep(0.5)
         for p in reversed(self.started):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -168,13 +207,17 @@ class LocalSlurm:
                     p.kill()
                     p.wait(5)
         self.started.clear()
-        if self.started_munged_pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.started_munged_pid, signal.SIGTERM)
-            self.started_munged_pid = None
+        if not keep_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
     s = LocalSlurm().start()
     print(f"SLURM ready: export SLURM_CONF={s.conf}")
-    print("daemon PIDs:", [p.pid for p in s.started], "munged:", s.started_munged_pid)
+    print("PIDs (munged, slurmctld, slurmd):", [p.pid for p in s.started])
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        s.stop()

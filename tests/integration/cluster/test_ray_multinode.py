@@ -1,7 +1,6 @@
 """A real two-node Ray cluster: the head in this network namespace, a worker in a second one
 (veth pair on a private /24), joined and counted with the same ``jobtools wait-ray`` the job
-scripts run. vLLM's Ray executor refuses the CPU platform, so the multi-node server itself is
-covered by the render tests; this checks the part the script waits on."""
+scripts run. The multi-node vLLM server on such a cluster is test_slurm_multinode.py."""
 
 from __future__ import annotations
 
@@ -18,7 +17,7 @@ import pytest
 from servemark.deploy.jobtools import free_port
 from servemark.deploy.local import stop_tree
 from tests.conftest import need
-from tests.netns import NetNS, netns, ray_start, wait_ray  # noqa: F401 (fixture)
+from tests.netns import NetNS, ray_start, wait_ray
 
 pytestmark = pytest.mark.slow
 

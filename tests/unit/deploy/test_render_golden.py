@@ -59,12 +59,29 @@ def test_bash_syntax(name: str, scheduler: str, tmp_path: Path) -> None:
 def test_multinode_script_content() -> None:
     text = rendered("multinode_tp8_pp2", "slurm")
     assert "#SBATCH --nodes=2" in text and "#SBATCH --gpus-per-node=8" in text
-    assert "--head --block" in text and "--temp-dir=\"$RAY_TMP\"" in text
+    assert "--head --block" in text and "--temp-dir=\"$RAY_TMP-n0\"" in text
+    assert "--temp-dir=\"$RAY_TMP-n1\"" in text  # nodes that share /tmp keep apart
+    # gloo and NCCL bootstrap over the interface Ray's node IPs come from
+    assert 'export GLOO_SOCKET_IFNAME="ib0"' in text and 'export NCCL_SOCKET_IFNAME="ib0"' in text
     assert "free-port" in text and "wait-ray" in text and "--nodes 2 --gpus 16" in text
     assert "--tensor-parallel-size 8 --pipeline-parallel-size 2" in text
     assert "--distributed-executor-backend ray" in text
     assert 'HF_HOME="/scratch/hf cache"' in text  # quoted
     assert "#SBATCH --time=2-00:00:00" in text and "#SBATCH --mail-type=END" in text
+
+
+def test_socket_ifname_and_ray_gpus() -> None:
+    base = {"model": "m", "nodes": 2, "nodes_per_replica": 2, "tensor_parallel_size": 2}
+    # a spec's own value wins; single-node replicas get nothing
+    text = render(make_cluster_spec({**base, "ray": {"network_interface": "eth1", "num_gpus": 1},
+                                     "environment": {"vars": {"NCCL_SOCKET_IFNAME": "=ib"}}}),
+                  "slurm")
+    assert 'export GLOO_SOCKET_IFNAME="eth1"' in text and 'NCCL_SOCKET_IFNAME="=ib"' in text
+    assert text.count("--num-gpus=1") == 2 and "--nodes 2 --gpus 2 " in text
+    text = render(make_cluster_spec({"model": "m", "ray": {"network_interface": "eth1"}}), "slurm")
+    assert "SOCKET_IFNAME" not in text
+    text = render(make_cluster_spec(base), "slurm")
+    assert "SOCKET_IFNAME" not in text and text.count("--num-gpus=0") == 2
 
 
 def test_replicas_spread_over_nodes() -> None:
