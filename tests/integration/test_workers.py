@@ -11,6 +11,7 @@ import servemark
 from servemark.client.openai import RequestSpec
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, split
+from servemark.metrics.summary import summarize
 from servemark.store.rundir import load_records
 
 
@@ -52,6 +53,13 @@ def test_two_workers_against_stub(stub_server, tmp_path: Path, kw: dict) -> None
     recs = load_records(tmp_path / "run").records
     assert len(recs) == 60 and len({r.request_id for r in recs}) == 60
     assert all(r.output_tokens == 8 and r.chunk_times_s for r in recs)
+    assert {r.worker for r in recs} == {"w0", "w1"}
+    # the parent never parsed the records: its summary is the workers' merged accumulators,
+    # and equals the summary of everything they wrote
+    again = summarize(recs, p.label)
+    assert (again.completed, again.output_tokens_total) == (p.completed, p.output_tokens_total)
+    for metric in ("ttft_s", "itl_s", "e2e_s"):
+        assert getattr(p, metric).to_dict() == pytest.approx(getattr(again, metric).to_dict())
     assert p.fidelity is not None and p.fidelity.client_cpu_s is not None
     if "request_rate" in kw:
         starts = sorted(r.scheduled_s for r in recs)

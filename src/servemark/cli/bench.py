@@ -38,7 +38,7 @@ from servemark.cli.workload import (
 )
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
-from servemark.metrics.profiles import PROFILES, profile_rows
+from servemark.metrics.profiles import PROFILES, profile_rows, profile_rows_of
 from servemark.report.server import server_metrics_table
 from servemark.spec import make_config
 from servemark.store.rundir import load_records
@@ -47,12 +47,18 @@ TABLE_FORMATS = ("rich", "markdown")
 
 def print_profile(result: BenchResult, profile: str) -> None:
     """The run's numbers in another tool's conventions, one column per load point."""
-    records = load_records(result.run_dir).records
+    records = None
     table = Table(title=f"in {profile}'s conventions", title_justify="left")
     table.add_column("metric")
     columns = []
     for p in result.points:
         table.add_column(p.label, justify="right")
+        acc = result.accumulators.get(p.label)
+        if acc is not None:  # what the summary was computed from: no need to read the records
+            columns.append(profile_rows_of(acc, profile))
+            continue
+        if records is None:  # a point kept from a resumed run
+            records = load_records(result.run_dir).records
         columns.append(profile_rows([r for r in records if r.load_point == p.label], profile))
     for i, (name, _) in enumerate(columns[0] if columns else []):
         table.add_row(name, *("–" if col[i][1] is None else f"{col[i][1]:.2f}" for col in columns))
