@@ -264,6 +264,11 @@ async def abench(
         if checker is not None:
             safety = await resources.enter_async_context(
                 SafetyMonitor(checker, run_dir, config.safety_on))
+        ray = None
+        if config.ray_address:
+            from servemark.load.rayworkers import RayCluster
+
+            ray = resources.enter_context(RayCluster(config.ray_address))
         next_id = 0
         for index, point in enumerate(points_cfg):
             if control.stop_requested:
@@ -372,7 +377,7 @@ async def abench(
             async with observe_point(sampler, label):
                 if n == 0:  # resumed after every request of this point was recorded
                     cpu_s = 0.0
-                elif config.workers > 1:
+                elif config.workers > 1 or ray is not None:
                     if (n is None or n > len(measured)) and any(
                             isinstance(i, Conversation) for i in measured):
                         raise ConfigError("conversations cannot be reused across --workers in a "
@@ -383,7 +388,10 @@ async def abench(
                                   threshold_tps=config.threshold_tps, by_endpoint=len(urls) > 1)
                     jobs = plan_jobs(point, measured, config.workers, n, point_duration,
                                      random.Random(seed + 7), common)
-                    outcome = await run_point_workers(jobs, on_lines, control, live, acc)
+                    if ray is not None:
+                        outcome = await ray.run_point(jobs, on_lines, control, live, acc)
+                    else:
+                        outcome = await run_point_workers(jobs, on_lines, control, live, acc)
                     if not outcome.complete:  # a worker died: summarize what reached the disk
                         acc = _accumulate_from_disk(writer.path, label, config.threshold_tps,
                                                     len(urls) > 1)

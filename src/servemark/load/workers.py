@@ -68,6 +68,7 @@ class WorkerJob:
     id_stride: int = 1
     threshold_tps: float | None = None
     by_endpoint: bool = False
+    clock_offset_s: float = 0.0  # this worker's monotonic clock minus the parent's (other hosts)
 
 
 @dataclass
@@ -178,6 +179,8 @@ def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> No
 
         conn.send(("ready", None))
         kind, start_at = conn.recv()
+        start_at += job.clock_offset_s  # the parent's clock reading, on this machine's clock
+        t0 = job.t0 + job.clock_offset_s
         loop.add_reader(conn.fileno(), on_message)
         flusher = asyncio.create_task(periodic_flush())
 
@@ -187,9 +190,9 @@ def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> No
         async def send(spec: RequestSpec, scheduled: float | None) -> RequestRecord:
             url = picker.acquire()
             try:
-                return await execute(transport, by_url[url], spec, job.opts, t0=job.t0,
+                return await execute(transport, by_url[url], spec, job.opts, t0=t0,
                                      load_point=job.label,
-                                     scheduled_s=None if scheduled is None else scheduled - job.t0)
+                                     scheduled_s=None if scheduled is None else scheduled - t0)
             finally:
                 picker.release(url)
 
