@@ -13,8 +13,8 @@ servemark must be importable on every node (the same environment or image on the
 from __future__ import annotations
 
 import asyncio
-import logging
 import contextlib
+import logging
 import secrets
 import time
 from collections.abc import Sequence

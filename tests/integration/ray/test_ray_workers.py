@@ -17,8 +17,8 @@ import pytest
 
 from servemark.deploy.jobtools import free_port
 from servemark.deploy.local import stop_tree
-from servemark.stub.process import StubProcess
 from servemark.store.rundir import load_records
+from servemark.stub.process import StubProcess
 from tests.conftest import SRC, need
 from tests.netns import NetNS, netns, ray_start, wait_ray  # noqa: F401 (fixture)
 
