@@ -76,3 +76,19 @@ def test_two_workers_duration_bounded(stub_server, tmp_path: Path) -> None:
     assert p.completed > 20 and p.duration_s < 2.0
     recs = load_records(tmp_path / "run").records
     assert len({r.request_id for r in recs}) == len(recs)
+
+
+@pytest.mark.parametrize("workers,kw", [(1, dict(concurrency=[4])),
+                                        (2, dict(request_rate=[400.0], arrival="constant"))])
+def test_runs_longer_than_the_prompt_pool_reuse_it_with_fresh_ids(
+        stub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, kw: dict) -> None:
+    import servemark.api
+
+    monkeypatch.setattr(servemark.api, "PROMPT_POOL_MAX", 7)  # bounded work items per point
+    stub = stub_server()
+    cfg = servemark.BenchConfig(base_url=stub.base_url, num_requests=40, input_len=8,
+                                output_len=2, workers=workers, output_dir=tmp_path / "run",
+                                server_metrics=False, **kw)
+    p = servemark.bench(cfg).points[0]
+    recs = load_records(tmp_path / "run").records
+    assert p.completed == 40 == len(recs) and len({r.request_id for r in recs}) == 40

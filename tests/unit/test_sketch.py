@@ -164,3 +164,22 @@ def test_memory_stays_flat_from_20k_to_100k_records() -> None:
     assert at_100k - at_20k < 500_000, (at_20k, at_100k)
     assert acc.nbytes() < 8_000_000
     assert summary_of(acc, "p").completed == acc.completed > 95_000
+
+
+def test_point_rebuilt_from_requests_jsonl_when_a_worker_died(tmp_path) -> None:  # noqa: ANN001
+    """The fallback when a worker ended without its accumulator: stream the file, one point."""
+    from servemark.api import _accumulate_from_disk
+    from servemark.store.rundir import RunWriter
+
+    rng = random.Random(5)
+    recs = [synthetic(i, rng) for i in range(300)]
+    writer = RunWriter(tmp_path)
+    for r in recs:
+        writer.append(r)
+    other = synthetic(999, rng)
+    other.load_point = "another"
+    writer.append(other)
+    writer.close()
+    acc = _accumulate_from_disk(tmp_path, "p", None, by_endpoint=False)
+    assert acc.records == 300
+    assert summary_of(acc, "p").to_dict() == summarize(recs, "p").to_dict()
