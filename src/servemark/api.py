@@ -283,8 +283,6 @@ async def abench(
             )
             warm, measured = specs[: config.warmup], specs[config.warmup:]
             next_id += count_requests(specs)
-            if n is not None and n > pool_size:  # ids of the reused pool continue past it
-                next_id += n + config.workers
             label = point.label
             point_duration = config.duration_s
             prior: list[RequestRecord] = []
@@ -417,6 +415,8 @@ async def abench(
             if safety is not None:
                 await safety.drain()
                 doc["safety"] = safety.summary()
+            if n is not None and n > len(measured):  # the reused pool's fresh ids go up to here
+                next_id += n * -(-count_requests(measured) // max(len(measured), 1)) + config.workers
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)

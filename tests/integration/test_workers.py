@@ -78,7 +78,7 @@ def test_two_workers_duration_bounded(stub_server, tmp_path: Path) -> None:
     assert len({r.request_id for r in recs}) == len(recs)
 
 
-@pytest.mark.parametrize("workers,kw", [(1, dict(concurrency=[4])),
+@pytest.mark.parametrize("workers,kw", [(1, dict(concurrency=[2, 4])),
                                         (2, dict(request_rate=[400.0], arrival="constant"))])
 def test_runs_longer_than_the_prompt_pool_reuse_it_with_fresh_ids(
         stub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, kw: dict) -> None:
@@ -89,6 +89,8 @@ def test_runs_longer_than_the_prompt_pool_reuse_it_with_fresh_ids(
     cfg = servemark.BenchConfig(base_url=stub.base_url, num_requests=40, input_len=8,
                                 output_len=2, workers=workers, output_dir=tmp_path / "run",
                                 server_metrics=False, **kw)
-    p = servemark.bench(cfg).points[0]
+    points = servemark.bench(cfg).points
     recs = load_records(tmp_path / "run").records
-    assert p.completed == 40 == len(recs) and len({r.request_id for r in recs}) == 40
+    total = 40 * len(points)
+    assert all(p.completed == 40 for p in points)
+    assert len(recs) == total and len({r.request_id for r in recs}) == total  # unique across points
