@@ -128,8 +128,8 @@ class RayCluster:
                 raise ConfigError(
                     f"{len(jobs) - len(conns)} of {len(jobs)} Ray client actors did not connect "
                     f"back to {address[0]}:{address[1]}" + (f": {cause}" if cause else ""),
-                    "servemark must be importable on every node, and the nodes must reach this "
-                    "machine's address")
+                    "each actor needs one free CPU on the cluster, servemark importable on every "
+                    "node, and a route from the nodes to this machine's address")
             failed.cancel()
             for conn in conns:
                 _clock_handshake(conn)
