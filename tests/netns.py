@@ -54,6 +54,19 @@ class NetNS:
         subprocess.run(["ip", "link", "del", self.host_if], capture_output=True, check=False)
 
 
+@pytest.fixture
+def netns() -> Iterator[NetNS]:
+    need(os.geteuid() == 0 and shutil.which("ip") is not None and shutil.which("nsenter") is not None,
+         "network namespaces need root, iproute2 and nsenter")
+    try:
+        ns = NetNS().up()
+    except RuntimeError as exc:
+        need(False, f"cannot create a network namespace here: {exc}")
+        raise
+    yield ns
+    ns.down()
+
+
 def ray_start(prefix: list[str], args: list[str], log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
     with open(log, "wb") as fh:
