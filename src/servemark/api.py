@@ -18,6 +18,7 @@ from typing import Any
 
 from servemark.client.fasthttp import FastTransport
 from servemark.client.openai import GenerationOptions, RequestSpec
+from servemark.client.ports import is_ports_exhausted, local_port_range, ports_exhausted_message
 from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
@@ -27,15 +28,24 @@ from servemark.load.limits import ensure_open_files
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, run_point_workers
+from servemark.metrics.accumulate import PointAccumulator
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.summary import PointSummary, summarize, summarize_by_endpoint
+from servemark.metrics.summary import PointSummary, by_endpoint_of, summary_of
 from servemark.profile.sampler import MetricsSampler, observe_point, record_window
 from servemark.progress import BenchProgress, NullProgress
 from servemark.safety.factory import SafetyMonitor, make_checker
 from servemark.spec import BenchConfig
 from servemark.store import catalog, provenance
 from servemark.store.resume import ResumeState, config_from_doc, load_resume_state
-from servemark.store.rundir import SCHEMA, RunWriter, csv_row, default_run_dir, utc_now
+from servemark.store.rundir import (
+    REQUESTS,
+    SCHEMA,
+    RunWriter,
+    csv_row,
+    default_run_dir,
+    iter_records,
+    utc_now,
+)
 from servemark.workload.base import (
     Conversation,
     WorkItem,
@@ -48,6 +58,9 @@ from servemark.workload.factory import build_items, make_workload
 from servemark.workload.tokenizer import Tokenizer, load_tokenizer, verify_tokenizer
 
 PROMPT_POOL_FOR_DURATION = 1000
+# Beyond this many requests per load point the work items are a pool of this many distinct
+# ones reused in turn (fresh request ids), so a million-request run's memory stays bounded.
+PROMPT_POOL_MAX = 50_000
 
 
 @dataclass
@@ -60,6 +73,8 @@ class BenchResult:
     endpoint: EndpointInfo
     model: str
     document: dict[str, Any] = field(default_factory=dict)
+    # per load point, what its summary was computed from (bounded; e.g. for metric profiles)
+    accumulators: dict[str, PointAccumulator] = field(default_factory=dict)
 
     def point(self, label: str) -> PointSummary:
         return next(p for p in self.points if p.label == label)
@@ -120,17 +135,36 @@ def _check_same_model(infos: list[EndpointInfo], model: str) -> None:
             )
 
 
+def _accumulate_from_disk(run_dir: Path, label: str, threshold_tps: float | None,
+                          by_endpoint: bool) -> PointAccumulator:
+    """One load point's accumulator rebuilt by streaming requests.jsonl (bounded memory)."""
+    acc = PointAccumulator(threshold_tps, by_endpoint=by_endpoint)
+    for rec in iter_records(run_dir / REQUESTS):
+        if rec is not None and rec.load_point == label:
+            acc.add(rec)
+    return acc
+
+
 async def _prewarm(transport: Transport, base_url: str, n: int, headers: dict[str, str]) -> None:
     """Open ``n`` pooled connections before measuring, so a burst of TCP handshakes at the
     start of a load point is not counted as time to first token."""
     url = base_url.rstrip("/") + "/v1/models"
 
+    out_of_ports: list[OSError] = []
+
     async def one() -> None:
-        with contextlib.suppress(Exception):
+        try:
             async with transport.open(HttpRequest("GET", url, None, headers)) as resp:
                 await resp.read()
+        except OSError as exc:
+            if is_ports_exhausted(exc):
+                out_of_ports.append(exc)
+        except Exception:  # noqa: S110 - a failed warm-up connection is only a cold one
+            pass
 
     await asyncio.gather(*(one() for _ in range(n)))
+    if out_of_ports:  # the load point would fail request by request: say why, before it starts
+        raise ConfigError(*ports_exhausted_message(local_port_range()))
 
 
 async def abench(
@@ -219,6 +253,7 @@ async def abench(
                                  temperature=config.temperature, extra_body=config.extra_body)
         targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
+        accumulators: dict[str, PointAccumulator] = {}
         # a resumed run's clock continues where the recorded one stopped
         t0 = time.perf_counter() - (resume.time_offset_s if resume is not None else 0.0)
         sampler = None
@@ -229,12 +264,17 @@ async def abench(
         if checker is not None:
             safety = await resources.enter_async_context(
                 SafetyMonitor(checker, run_dir, config.safety_on))
+        ray = None
+        if config.ray_address:
+            from servemark.load.rayworkers import RayCluster
+
+            ray = resources.enter_context(RayCluster(config.ray_address))
         next_id = 0
         for index, point in enumerate(points_cfg):
             if control.stop_requested:
                 break
             n = config.effective_num_requests
-            pool_size = n if n is not None else PROMPT_POOL_FOR_DURATION
+            pool_size = min(n, PROMPT_POOL_MAX) if n is not None else PROMPT_POOL_FOR_DURATION
             progress.message(f"building {pool_size + config.warmup} {config.workload} work items")
             seed = config.seed * 1_000_003 + index
             specs = await asyncio.to_thread(
@@ -294,12 +334,15 @@ async def abench(
             for url in urls:
                 await _prewarm(net, url, min(point.concurrency or point.max_concurrency or 16, 1024)
                                // len(urls) + 1, headers)
-            records: list[RequestRecord] = list(prior)
+            # records are written and folded in as they complete, never kept (bounded memory)
+            acc = PointAccumulator(config.threshold_tps, by_endpoint=len(urls) > 1)
+            for rec in prior:
+                acc.add(rec)
             live = LiveCounters()
 
             write_failed: list[ResultsError] = []
 
-            def on_record(rec: RequestRecord, records: list[RequestRecord] = records,
+            def on_record(rec: RequestRecord, acc: PointAccumulator = acc,
                           live: LiveCounters = live,
                           write_failed: list[ResultsError] = write_failed) -> None:
                 assert writer is not None
@@ -311,44 +354,69 @@ async def abench(
                     write_failed.append(exc)
                     control.cancel()
                     return
-                records.append(rec)
+                acc.add(rec)
                 progress.request_done(rec, live)
+
+            def on_lines(data: bytes, last: RequestRecord, live: LiveCounters = live,
+                         write_failed: list[ResultsError] = write_failed) -> None:
+                assert writer is not None
+                if write_failed:
+                    return
+                try:
+                    writer.append_lines(data)
+                except ResultsError as exc:
+                    write_failed.append(exc)
+                    control.cancel()
+                    return
+                progress.request_done(last, live)
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
             async with observe_point(sampler, label):
                 if n == 0:  # resumed after every request of this point was recorded
                     cpu_s = 0.0
-                elif config.workers > 1:
-                    if n is None and any(isinstance(i, Conversation) for i in measured):
+                elif config.workers > 1 or ray is not None:
+                    if (n is None or n > len(measured)) and any(
+                            isinstance(i, Conversation) for i in measured):
                         raise ConfigError("conversations cannot be reused across --workers in a "
                                           "--duration run", "use --num-requests, or drop --workers")
                     common = dict(targets=tuple(targets[u] for u in urls), lb_policy=config.lb_policy,
                                   opts=opts, timeouts=timeouts, http_client=config.http_client, t0=t0,
-                                  label=label, grace_period_s=config.grace_period_s)
+                                  label=label, grace_period_s=config.grace_period_s,
+                                  threshold_tps=config.threshold_tps, by_endpoint=len(urls) > 1)
                     jobs = plan_jobs(point, measured, config.workers, n, point_duration,
                                      random.Random(seed + 7), common)
-                    child_cpu = await run_point_workers(jobs, on_record, control, live)
-                    cpu_s = (time.process_time() - cpu_start + child_cpu) / len(jobs)
+                    if ray is not None:
+                        outcome = await ray.run_point(jobs, on_lines, control, live, acc)
+                    else:
+                        outcome = await run_point_workers(jobs, on_lines, control, live, acc)
+                    if not outcome.complete:  # a worker died: summarize what reached the disk
+                        acc = _accumulate_from_disk(writer.path, label, config.threshold_tps,
+                                                    len(urls) > 1)
+                    cpu_s = (time.process_time() - cpu_start + outcome.cpu_s) / len(jobs)
                 else:
-                    source: Iterator[WorkItem] = (iter(measured) if n is not None
-                                                  else cycle_pool(measured, next_id))
+                    cycled = n is None or n > len(measured)
+                    source: Iterator[WorkItem] = (cycle_pool(measured, next_id) if cycled
+                                                  else iter(measured))
                     await run_point(point, source, send, on_record, num_requests=n,
                                     duration_s=point_duration, control=control, live=live,
                                     rng=random.Random(seed + 7))
                     cpu_s = time.process_time() - cpu_start
             if write_failed:
                 raise write_failed[0]
-            summary = summarize(records, label, point.concurrency, point.request_rate, cpu_s,
-                                num_gpus=config.num_gpus, threshold_tps=config.threshold_tps)
+            summary = summary_of(acc, label, point.concurrency, point.request_rate, cpu_s,
+                                 num_gpus=config.num_gpus)
             if len(urls) > 1:
-                summary.by_endpoint = summarize_by_endpoint(records, urls, label)
+                summary.by_endpoint = by_endpoint_of(acc, urls, label)
+            accumulators[label] = acc
             if sampler is not None:
                 record_window(doc, sampler, label, summary.input_tokens_total,
                               summary.output_tokens_total)
             if safety is not None:
                 await safety.drain()
                 doc["safety"] = safety.summary()
+            if n is not None and n > len(measured):  # the reused pool's fresh ids go up to here
+                next_id += n * -(-count_requests(measured) // max(len(measured), 1)) + config.workers
             summaries.append(summary)
             doc["points"].append(summary.to_dict())
             writer.write_summary(doc)
@@ -359,7 +427,7 @@ async def abench(
         doc.update(status="interrupted" if partial else "complete", partial=partial,
                    finished_at=utc_now())
         writer.write_summary(doc)
-        return BenchResult(run_dir, summaries, partial, info, model, doc)
+        return BenchResult(run_dir, summaries, partial, info, model, doc, accumulators)
     except BaseException:
         if writer is not None:
             # keep what was measured: mark the run as failed but leave the files in place

@@ -115,6 +115,8 @@ class BenchConfig(WorkloadConfig):
     api_key: SecretStr | None = None
     http_client: Literal["fast", "aiohttp"] = "fast"
     workers: int = Field(1, ge=1, le=256)
+    ray_address: str | None = Field(
+        None, description="run the workers as Ray actors on this Ray cluster (GCS HOST:PORT, or auto)")
     server_metrics: bool = Field(True, description="sample the server's /metrics during each load point")
     metrics_interval_s: float = Field(1.0, gt=0)
     safety_check: Literal["local", "judge", "azure"] | None = None
@@ -149,7 +151,7 @@ class BenchConfig(WorkloadConfig):
             raise ValueError("concurrency values must be integers ≥ 1")
         if self.request_rate is not None and (not self.request_rate or min(self.request_rate) <= 0):
             raise ValueError("request_rate values must be > 0 requests/s")
-        if self.safety_check is not None and self.workers > 1:
+        if self.safety_check is not None and (self.workers > 1 or self.ray_address):
             raise ValueError("safety checks read outputs in the main process; use workers 1 with safety")
         if self.max_concurrency is not None and self.request_rate is None:
             raise ValueError("max_concurrency applies to request_rate runs; for closed loop use concurrency")

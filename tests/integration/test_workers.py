@@ -11,6 +11,7 @@ import servemark
 from servemark.client.openai import RequestSpec
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, split
+from servemark.metrics.summary import summarize
 from servemark.store.rundir import load_records
 
 
@@ -52,6 +53,13 @@ def test_two_workers_against_stub(stub_server, tmp_path: Path, kw: dict) -> None
     recs = load_records(tmp_path / "run").records
     assert len(recs) == 60 and len({r.request_id for r in recs}) == 60
     assert all(r.output_tokens == 8 and r.chunk_times_s for r in recs)
+    assert {r.worker for r in recs} == {"w0", "w1"}
+    # the parent never parsed the records: its summary is the workers' merged accumulators,
+    # and equals the summary of everything they wrote
+    again = summarize(recs, p.label)
+    assert (again.completed, again.output_tokens_total) == (p.completed, p.output_tokens_total)
+    for metric in ("ttft_s", "itl_s", "e2e_s"):
+        assert getattr(p, metric).to_dict() == pytest.approx(getattr(again, metric).to_dict())
     assert p.fidelity is not None and p.fidelity.client_cpu_s is not None
     if "request_rate" in kw:
         starts = sorted(r.scheduled_s for r in recs)
@@ -68,3 +76,21 @@ def test_two_workers_duration_bounded(stub_server, tmp_path: Path) -> None:
     assert p.completed > 20 and p.duration_s < 2.0
     recs = load_records(tmp_path / "run").records
     assert len({r.request_id for r in recs}) == len(recs)
+
+
+@pytest.mark.parametrize("workers,kw", [(1, dict(concurrency=[2, 4])),
+                                        (2, dict(request_rate=[400.0], arrival="constant"))])
+def test_runs_longer_than_the_prompt_pool_reuse_it_with_fresh_ids(
+        stub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int, kw: dict) -> None:
+    import servemark.api
+
+    monkeypatch.setattr(servemark.api, "PROMPT_POOL_MAX", 7)  # bounded work items per point
+    stub = stub_server()
+    cfg = servemark.BenchConfig(base_url=stub.base_url, num_requests=40, input_len=8,
+                                output_len=2, workers=workers, output_dir=tmp_path / "run",
+                                server_metrics=False, **kw)
+    points = servemark.bench(cfg).points
+    recs = load_records(tmp_path / "run").records
+    total = 40 * len(points)
+    assert all(p.completed == 40 for p in points)
+    assert len(recs) == total and len({r.request_id for r in recs}) == total  # unique across points

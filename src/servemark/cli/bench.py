@@ -38,7 +38,7 @@ from servemark.cli.workload import (
 )
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
-from servemark.metrics.profiles import PROFILES, profile_rows
+from servemark.metrics.profiles import PROFILES, profile_rows, profile_rows_of
 from servemark.report.server import server_metrics_table
 from servemark.spec import make_config
 from servemark.store.rundir import load_records
@@ -47,12 +47,18 @@ TABLE_FORMATS = ("rich", "markdown")
 
 def print_profile(result: BenchResult, profile: str) -> None:
     """The run's numbers in another tool's conventions, one column per load point."""
-    records = load_records(result.run_dir).records
+    records = None
     table = Table(title=f"in {profile}'s conventions", title_justify="left")
     table.add_column("metric")
     columns = []
     for p in result.points:
         table.add_column(p.label, justify="right")
+        acc = result.accumulators.get(p.label)
+        if acc is not None:  # what the summary was computed from: no need to read the records
+            columns.append(profile_rows_of(acc, profile))
+            continue
+        if records is None:  # a point kept from a resumed run
+            records = load_records(result.run_dir).records
         columns.append(profile_rows([r for r in records if r.load_point == p.label], profile))
     for i, (name, _) in enumerate(columns[0] if columns else []):
         table.add_row(name, *("–" if col[i][1] is None else f"{col[i][1]:.2f}" for col in columns))
@@ -132,6 +138,7 @@ def bench_command(
     grace_period: Annotated[float, typer.Option(help="Seconds in-flight requests may finish after Ctrl-C")] = 30.0,
     api_key: Annotated[str | None, typer.Option(envvar="OPENAI_API_KEY", show_envvar=True, help="Bearer key for the server (never recorded)")] = None,
     workers: Annotated[int, typer.Option(help="Client processes (each with its own event loop); use more when a run is flagged client-bound")] = 1,
+    ray_address: Annotated[str | None, typer.Option(help="Run the --workers as Ray actors on this Ray cluster (GCS address HOST:PORT); servemark must be installed on its nodes")] = None,
     metrics_profile: Annotated[str | None, typer.Option(help="Also print the numbers in another tool's conventions: vllm, guidellm or aiperf")] = None,
     http_client: Annotated[str, typer.Option(help="HTTP client: fast (servemark's own) or aiohttp")] = "fast",
     num_gpus: Annotated[int | None, typer.Option(help="GPUs behind the endpoint, for per-GPU tokens/s")] = None,
@@ -171,6 +178,7 @@ def bench_command(
         extra_body=parse_json_object(extra_body, "--extra-body"), output_dir=output_dir,
         results_root=results_root, connect_timeout_s=connect_timeout, read_timeout_s=read_timeout,
         request_timeout_s=request_timeout, grace_period_s=grace_period, api_key=api_key, http_client=http_client, workers=workers,
+        ray_address=ray_address,
         num_gpus=num_gpus, threshold_tps=threshold_tps,
         server_metrics=server_metrics, metrics_interval_s=metrics_interval,
         safety_check=safety_check, safety_on=tuple(parse_list(safety_on, str, "--safety-on") or ()),

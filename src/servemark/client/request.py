@@ -24,6 +24,7 @@ from servemark.client.openai import (
     error_from_body,
     parse_event,
 )
+from servemark.client.ports import is_ports_exhausted, ports_exhausted_line
 from servemark.client.sse import SSEParser
 from servemark.client.transport import HttpRequest, Transport
 from servemark.metrics.record import RequestRecord
@@ -44,6 +45,8 @@ class Target:
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
+    if is_ports_exhausted(exc) or is_ports_exhausted(exc.__cause__ or exc):
+        return "local_ports", ports_exhausted_line()
     if isinstance(exc, asyncio.TimeoutError | TimeoutError):
         return "timeout", "timed out waiting for the server"
     if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):

@@ -4,7 +4,10 @@ Global exactness comes from the parent: it splits closed-loop concurrency and th
 across workers (the shares sum to the totals), and for open loop it draws ONE arrival schedule and
 deals the arrivals round-robin, so the union of the workers' sends is exactly the schedule. All
 workers start at the same absolute monotonic time (CLOCK_MONOTONIC is system-wide on Linux).
-Workers stream finished records back in small batches; the parent writes them as they arrive.
+Workers stream finished records back in small batches of JSON lines, which the parent writes
+to requests.jsonl as they arrive without parsing them; each worker folds its records into its
+own accumulator (metrics/accumulate.py) and sends it once at the end, and the parent merges
+them, so the parent's cost per record is one write and nobody keeps the records.
 Stop: the parent forwards its first and second interrupt to every worker.
 """
 
@@ -15,6 +18,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import random
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -30,11 +34,16 @@ from servemark.client.transport import Timeouts
 from servemark.load.balance import make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
+from servemark.metrics.accumulate import PointAccumulator
 from servemark.metrics.record import RequestRecord
 from servemark.workload.base import WorkItem, cycle_pool, requests_of
 
 BATCH_SECONDS = 0.02
 START_MARGIN_S = 0.05
+_COUNTS = struct.Struct("<QQQ")  # a batch's records, failures, output tokens
+
+# on_lines(json_lines, last_record): newline-terminated records to append, and the batch's last
+OnLines = Callable[[bytes, RequestRecord], None]
 
 
 @dataclass
@@ -57,6 +66,16 @@ class WorkerJob:
     grace_period_s: float
     cycle: bool = False  # duration-bounded closed loop: reuse the prompt pool
     id_stride: int = 1
+    threshold_tps: float | None = None
+    by_endpoint: bool = False
+    clock_offset_s: float = 0.0  # this worker's monotonic clock minus the parent's (other hosts)
+
+
+@dataclass
+class WorkersOutcome:
+    cpu_s: float  # the workers' CPU seconds, all together
+    accumulator: PointAccumulator  # every worker's, merged
+    complete: bool  # False when a worker ended without sending its accumulator
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -76,30 +95,35 @@ def plan_jobs(point: LoadPoint, specs: list[WorkItem], workers: int, num_request
         if duration_s is not None:
             offsets = [o for o in offsets if o < duration_s]
         caps = split(point.max_concurrency, workers) if point.max_concurrency else [None] * workers
+        reuse = horizon > len(specs)  # a pool smaller than the run: each worker cycles its part
         for i in range(workers):
             mine = offsets[i::workers]
             if not mine:
                 continue
             sub = LoadPoint(request_rate=point.request_rate, arrival=point.arrival,
                             max_concurrency=caps[i] or None)
-            jobs.append(WorkerJob(i, sub, specs[i::workers][: len(mine)], mine, len(mine),
-                                  duration_s, **common))
+            dealt = specs[i::workers] if reuse else specs[i::workers][: len(mine)]
+            jobs.append(WorkerJob(i, sub, dealt, mine, len(mine), duration_s, **common,
+                                  cycle=reuse, id_stride=workers))
         return jobs
     shares = split(point.concurrency or 1, min(workers, point.concurrency or 1))
     budgets = split(num_requests, len(shares)) if num_requests is not None else [None] * len(shares)
     for i, share in enumerate(shares):
         dealt = specs[i::len(shares)]
         jobs.append(WorkerJob(i, LoadPoint(concurrency=share), dealt, None, budgets[i], duration_s,
-                              **common, cycle=num_requests is None, id_stride=len(shares)))
+                              **common, cycle=num_requests is None or num_requests > len(specs),
+                              id_stride=len(shares)))
     return jobs
 
 
-def _worker_main(job: WorkerJob, conn: Connection) -> None:
-    """Child process: run its share, stream records back, obey stop messages."""
+def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> None:
+    """Child process (or Ray actor): run its share, stream records back, obey stop messages.
+    ``tag`` names this worker in its records (``RequestRecord.worker``)."""
     import signal
 
     # Ctrl-C reaches the whole process group; only the parent decides what it means.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    with contextlib.suppress(ValueError):  # not the main thread (a Ray actor): no signals here
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     import servemark.api  # noqa: F401  (warm imports before the start signal)
     from servemark.client.fasthttp import FastTransport
     from servemark.client.transport import AiohttpTransport
@@ -112,17 +136,28 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
         transport = (FastTransport(max_conn, job.timeouts) if job.http_client == "fast"
                      else AiohttpTransport(max_conn, job.timeouts))
         pending: list[bytes] = []
+        counts = [0, 0, 0]
         last_flush = time.perf_counter()
+        acc = PointAccumulator(job.threshold_tps, by_endpoint=job.by_endpoint)
+        worker_tag = tag or f"w{job.index}"
 
         def flush() -> None:
             nonlocal last_flush
             if pending:
-                conn.send_bytes(b"R" + b"\n".join(pending))
+                pending.append(b"")  # every line newline-terminated
+                conn.send_bytes(b"R" + _COUNTS.pack(*counts) + b"\n".join(pending))
                 pending.clear()
+                counts[:] = [0, 0, 0]
             last_flush = time.perf_counter()
 
         def on_record(rec: RequestRecord) -> None:
-            pending.append(orjson.dumps(rec))
+            rec.worker = worker_tag
+            acc.add(rec)
+            pending.append(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY))
+            counts[0] += 1
+            if not rec.ok and rec.error_kind != "cancelled":
+                counts[1] += 1
+            counts[2] += rec.output_tokens or 0
             if time.perf_counter() - last_flush > BATCH_SECONDS:
                 flush()
 
@@ -144,6 +179,8 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
 
         conn.send(("ready", None))
         kind, start_at = conn.recv()
+        start_at += job.clock_offset_s  # the parent's clock reading, on this machine's clock
+        t0 = job.t0 + job.clock_offset_s
         loop.add_reader(conn.fileno(), on_message)
         flusher = asyncio.create_task(periodic_flush())
 
@@ -153,9 +190,9 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
         async def send(spec: RequestSpec, scheduled: float | None) -> RequestRecord:
             url = picker.acquire()
             try:
-                return await execute(transport, by_url[url], spec, job.opts, t0=job.t0,
+                return await execute(transport, by_url[url], spec, job.opts, t0=t0,
                                      load_point=job.label,
-                                     scheduled_s=None if scheduled is None else scheduled - job.t0)
+                                     scheduled_s=None if scheduled is None else scheduled - t0)
             finally:
                 picker.release(url)
 
@@ -172,7 +209,8 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
             flush()
             loop.remove_reader(conn.fileno())
             await transport.close()
-        conn.send(("done", time.process_time() - cpu0))
+        acc.fold()
+        conn.send(("done", (time.process_time() - cpu0, acc)))
 
     with contextlib.suppress(KeyboardInterrupt):  # the parent decides when to stop
         asyncio.run(run())
@@ -180,12 +218,12 @@ def _worker_main(job: WorkerJob, conn: Connection) -> None:
 
 async def run_point_workers(
     jobs: list[WorkerJob],
-    on_record: Callable[[RequestRecord], None],
+    on_lines: OnLines,
     control: RunControl,
     live: LiveCounters,
-) -> float:
-    """Run the jobs in child processes; return the children's total CPU seconds."""
-    loop = asyncio.get_running_loop()
+    accumulator: PointAccumulator,
+) -> WorkersOutcome:
+    """Run the jobs in child processes; their accumulators are merged into ``accumulator``."""
     ctx = mp.get_context("spawn")
     procs: list[Any] = []
     conns: list[Connection] = []
@@ -197,23 +235,53 @@ async def run_point_workers(
         child_end.close()
         procs.append(proc)
         conns.append(parent_end)
+    try:
+        return await drive_workers(conns, on_lines, control, live, accumulator)
+    finally:
+        for proc in procs:
+            proc.join(timeout=5)
+            if proc.is_alive():
+                proc.kill()
+                proc.join(timeout=5)
+        for conn in conns:
+            conn.close()
+
+
+def _last_record(lines: bytes) -> RequestRecord:
+    cut = lines.rfind(b"\n", 0, len(lines) - 1)
+    return RequestRecord.from_dict(orjson.loads(lines[cut + 1:]))
+
+
+async def drive_workers(
+    conns: list[Connection],
+    on_lines: OnLines,
+    control: RunControl,
+    live: LiveCounters,
+    accumulator: PointAccumulator,
+) -> WorkersOutcome:
+    """The parent's side of the protocol over one connection per worker (pipes to child
+    processes or sockets to Ray actors): start them together, take their records, forward stops."""
+    loop = asyncio.get_running_loop()
     cpu_total = 0.0
     done = asyncio.Event()
     remaining = len(conns)
+    finished = 0
     lock = threading.Lock()
 
     def deliver(data: bytes) -> None:
-        for line in data[1:].split(b"\n"):
-            rec = RequestRecord.from_dict(orjson.loads(line))
-            live.done += 1
-            live.sent += 1
-            if not rec.ok and rec.error_kind != "cancelled":
-                live.failed += 1
-            live.output_tokens += rec.output_tokens or 0
-            on_record(rec)
+        n, failed, tokens = _COUNTS.unpack_from(data, 1)
+        lines = data[1 + _COUNTS.size:]
+        live.done += n
+        live.sent += n
+        live.failed += failed
+        live.output_tokens += tokens
+        on_lines(lines, _last_record(lines))
+
+    def merge(acc: PointAccumulator) -> None:
+        accumulator.merge(acc)
 
     def reader(conn: Connection) -> None:
-        nonlocal cpu_total, remaining
+        nonlocal cpu_total, remaining, finished
         try:
             while True:
                 data = conn.recv_bytes()
@@ -222,8 +290,11 @@ async def run_point_workers(
                     continue
                 kind, value = _unpickle(data)
                 if kind == "done":
+                    cpu, acc = value
                     with lock:
-                        cpu_total += float(value)
+                        cpu_total += float(cpu)
+                        finished += 1
+                    loop.call_soon_threadsafe(merge, acc)
                     break
         except (EOFError, OSError):
             pass
@@ -254,15 +325,11 @@ async def run_point_workers(
                 _broadcast(conns, "cancel")
         for t in threads:
             t.join(timeout=5)
-    finally:
-        for proc in procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.kill()
-                proc.join(timeout=5)
-        for conn in conns:
-            conn.close()
-    return cpu_total
+        await asyncio.sleep(0)  # run the deliveries and merges the readers scheduled last
+    except BaseException:
+        _broadcast(conns, "cancel")
+        raise
+    return WorkersOutcome(cpu_total, accumulator, finished == len(conns))
 
 
 def _unpickle(data: bytes) -> tuple[str, Any]:

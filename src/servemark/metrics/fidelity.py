@@ -15,11 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from servemark.metrics import derive
+from servemark.metrics.accumulate import PointAccumulator
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.stats import Distribution, describe
+from servemark.metrics.stats import Distribution
 
 CLIENT_CPU_BOUND = 0.90  # fraction of one core used by the client's event loop
 LAG_BOUND_S = 0.010  # p99 schedule lag above which an open-loop run is client-bound
@@ -61,18 +59,16 @@ class Fidelity:
 def assess(ok: Sequence[RequestRecord], duration_s: float | None,
            client_cpu_s: float | None) -> Fidelity:
     """Fidelity figures of the successful records of one load point."""
-    lag = [r.start_s - r.scheduled_s for r in ok if r.scheduled_s is not None]
-    ttft_int = [r.start_s - r.scheduled_s + t for r in ok
-                if r.scheduled_s is not None and (t := derive.ttft_s(r)) is not None]
-    e2e_int = [r.end_s - r.scheduled_s for r in ok if r.scheduled_s is not None]
-    tpot_n = [derive.e2e_s(r) / r.output_tokens for r in ok if r.output_tokens]
-    itl_means = [float(np.mean(g)) for r in ok if (g := derive.itl_s(r))]
-    chunks = sum(len(r.chunk_times_s) for r in ok if r.streamed)
-    tokens = sum(r.output_tokens or 0 for r in ok if r.streamed and r.chunk_times_s)
+    return assess_of(PointAccumulator.of(ok), duration_s, client_cpu_s)
+
+
+def assess_of(acc: PointAccumulator, duration_s: float | None,
+              client_cpu_s: float | None) -> Fidelity:
+    """Fidelity figures of an accumulated load point (its successful records)."""
     util = None
     if client_cpu_s is not None and duration_s:
         util = client_cpu_s / duration_s
-    lag_d = describe(lag)
+    lag_d = acc.sketch("lag").distribution()
     reasons: list[str] = []
     if util is not None and util >= CLIENT_CPU_BOUND:
         reasons.append(f"client CPU at {util:.0%} of a core")
@@ -80,11 +76,11 @@ def assess(ok: Sequence[RequestRecord], duration_s: float | None,
         reasons.append(f"p99 schedule lag {lag_d.p99 * 1000:.1f} ms")
     return Fidelity(
         schedule_lag_s=lag_d,
-        ttft_from_intended_s=describe(ttft_int),
-        e2e_from_intended_s=describe(e2e_int),
-        tpot_e2e_over_n_s=describe(tpot_n),
-        itl_per_request_mean_s=describe(itl_means),
-        tokens_per_chunk_mean=(tokens / chunks) if chunks else None,
+        ttft_from_intended_s=acc.sketch("ttft_intended").distribution(),
+        e2e_from_intended_s=acc.sketch("e2e_intended").distribution(),
+        tpot_e2e_over_n_s=acc.sketch("tpot_e2e_over_n").distribution(),
+        itl_per_request_mean_s=acc.sketch("itl_request_mean").distribution(),
+        tokens_per_chunk_mean=(acc.chunk_tokens / acc.chunks) if acc.chunks else None,
         client_cpu_s=client_cpu_s,
         client_cpu_util=util,
         client_bound=bool(reasons),

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from servemark.metrics import derive
+from servemark.metrics.accumulate import PointAccumulator
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.stats import Distribution, describe
+from servemark.metrics.stats import Distribution
 
 PROFILES = ("vllm", "guidellm", "aiperf")
 
@@ -31,34 +31,35 @@ def profile_rows(records: Sequence[RequestRecord], profile: str) -> list[tuple[s
     """(metric name in that tool's words, value) rows for the successful records."""
     if profile not in PROFILES:
         raise ValueError(f"unknown metrics profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    ok = [r for r in records if r.ok]
+    return profile_rows_of(PointAccumulator.of(records), profile)
+
+
+def profile_rows_of(acc: PointAccumulator, profile: str) -> list[tuple[str, float | None]]:
+    """The same rows from an accumulated load point."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown metrics profile {profile!r}; choose one of {', '.join(PROFILES)}")
+
+    def dist(name: str) -> Distribution:
+        return acc.sketch(name).distribution()
+
     rows: list[tuple[str, float | None]] = []
-    ttft = describe([t for r in ok if (t := derive.ttft_s(r)) is not None])
+    ttft = dist("ttft")
     if profile == "vllm":
-        tpot = describe([t for r in ok if (t := derive.tpot_s(r)) is not None])
-        itl = describe([g for r in ok for g in derive.itl_s(r)])
-        for name, d in (("TTFT", ttft), ("TPOT", tpot), ("ITL", itl)):
+        for name, d in (("TTFT", ttft), ("TPOT", dist("tpot")), ("ITL", dist("itl"))):
             rows += [(f"{stat.capitalize()} {name} (ms)", v) for stat, v in _ms(d)]
         return rows
     if profile == "guidellm":
-        itl_g, tpot_g = [], []
-        for r in ok:
-            times, n = r.chunk_times_s, r.output_tokens or 0
-            if times and n >= 2:
-                itl_g.append((times[-1] - times[0]) / (n - 1))
-                tpot_g.append((times[-1] - times[0]) / n)
-        lat = describe([derive.e2e_s(r) for r in ok])
-        for name, d in (("time_to_first_token_ms", ttft), ("inter_token_latency_ms", describe(itl_g)),
-                        ("time_per_output_token_ms", describe(tpot_g))):
+        lat = dist("e2e")
+        for name, d in (("time_to_first_token_ms", ttft),
+                        ("inter_token_latency_ms", dist("guidellm_itl")),
+                        ("time_per_output_token_ms", dist("guidellm_tpot"))):
             rows += [(f"{name} {stat}", v) for stat, v in _ms(d)]
         rows += [(f"request_latency (s) {stat}", None if v is None else v / 1000) for stat, v in _ms(lat)]
         return rows
-    itl_a = [t for r in ok if (t := derive.tpot_s(r)) is not None]
-    per_user = [1.0 / t for t in itl_a if t > 0]
-    for name, d in (("Time to First Token (ms)", ttft), ("Inter Token Latency (ms)", describe(itl_a)),
-                    ("Request Latency (ms)", describe([derive.e2e_s(r) for r in ok]))):
+    for name, d in (("Time to First Token (ms)", ttft), ("Inter Token Latency (ms)", dist("tpot")),
+                    ("Request Latency (ms)", dist("e2e"))):
         rows += [(f"{name} {stat}", v) for stat, v in _ms(d)]
-    pu = describe(per_user)
+    pu = dist("per_user_tps")
     rows += [("Output Token Throughput Per User (tokens/sec/user) mean", pu.mean),
              ("Output Token Throughput Per User (tokens/sec/user) median", pu.p50)]
     return rows

@@ -36,6 +36,7 @@ class RequestRecord:
     streamed: bool = True
     conversation_id: int | None = None  # multi-turn workloads (turns are numbered from 1)
     turn: int | None = None
+    worker: str | None = None  # the client process that sent it (--workers: w<i>, Ray: w<i>@<node IP>)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -14,17 +14,14 @@ requests": successful requests whose output speed is strictly below ``threshold_
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from servemark.metrics import derive
-from servemark.metrics.fidelity import Fidelity, assess
+from servemark.metrics.accumulate import PointAccumulator
+from servemark.metrics.fidelity import Fidelity, assess_of
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.stats import Distribution, describe
+from servemark.metrics.stats import Distribution
 
 LATENCY_METRICS = ("ttft_s", "tpot_s", "itl_s", "e2e_s")
 
@@ -113,67 +110,53 @@ def summarize(
     """Aggregate the records of one load point. Cancelled requests are neither successes nor
     failures and are excluded from the window. ``num_gpus`` gives the per-GPU rates and
     ``threshold_tps`` the count of slow requests; without them those stay None."""
-    everything = list(records)
-    recs = [r for r in everything if r.error_kind != "cancelled"]
-    cancelled = len(everything) - len(recs)
-    ok = [r for r in recs if r.ok]
-    failed = [r for r in recs if not r.ok]
+    acc = PointAccumulator.of(records, threshold_tps)
+    return summary_of(acc, label, concurrency, request_rate, client_cpu_s, num_gpus=num_gpus)
 
-    duration: float | None = None
-    if recs:
-        duration = max(r.end_s for r in recs) - min(r.start_s for r in recs)
 
-    input_total = sum(r.input_tokens or 0 for r in ok)
-    output_total = sum(r.output_tokens or 0 for r in ok)
-
-    ttft = [v for r in ok if (v := derive.ttft_s(r)) is not None]
-    tpot = [v for r in ok if (v := derive.tpot_s(r)) is not None]
-    e2e = [derive.e2e_s(r) for r in ok]
-    itl_parts = [np.diff(np.asarray(r.chunk_times_s)) for r in ok if r.streamed and len(r.chunk_times_s) > 1]
-    itl = np.concatenate(itl_parts) if itl_parts else np.empty(0)
-
-    speeds = [v for r in ok if (v := derive.output_tps(r)) is not None]
-    slow = None if threshold_tps is None else sum(1 for v in speeds if v < threshold_tps)
+def summary_of(
+    acc: PointAccumulator,
+    label: str,
+    concurrency: int | None = None,
+    request_rate: float | None = None,
+    client_cpu_s: float | None = None,
+    *,
+    num_gpus: int | None = None,
+) -> PointSummary:
+    """The summary of an accumulated load point (records folded in as they completed)."""
+    duration = acc.duration_s
+    input_total, output_total = acc.input_tokens, acc.output_tokens
     input_rate = _rate(input_total, duration)
     output_rate = _rate(output_total, duration)
-
-    mismatches = sum(
-        1
-        for r in ok
-        if r.requested_input_tokens is not None
-        and r.input_tokens is not None
-        and r.token_source == "usage"
-        and r.input_tokens != r.requested_input_tokens
-    )
-
+    threshold_tps = acc.threshold_tps
     return PointSummary(
         label=label,
         concurrency=concurrency,
         request_rate=request_rate,
-        completed=len(ok),
-        failed=len(failed),
-        cancelled=cancelled,
+        completed=acc.completed,
+        failed=acc.failed,
+        cancelled=acc.cancelled,
         duration_s=duration,
-        requests_per_s=_rate(len(ok), duration),
+        requests_per_s=_rate(acc.completed, duration),
         input_tokens_per_s=input_rate,
         output_tokens_per_s=output_rate,
         total_tokens_per_s=_rate(input_total + output_total, duration),
         input_tokens_total=input_total,
         output_tokens_total=output_total,
-        ttft_s=describe(ttft),
-        tpot_s=describe(tpot),
-        itl_s=describe(itl),
-        e2e_s=describe(e2e),
-        errors_by_kind=dict(Counter(r.error_kind or "unknown" for r in failed)),
-        token_sources=dict(Counter(r.token_source or "none" for r in ok)),
-        input_len_mismatches=mismatches,
-        fidelity=assess(ok, duration, client_cpu_s),
+        ttft_s=acc.sketch("ttft").distribution(),
+        tpot_s=acc.sketch("tpot").distribution(),
+        itl_s=acc.sketch("itl").distribution(),
+        e2e_s=acc.sketch("e2e").distribution(),
+        errors_by_kind=dict(acc.errors),
+        token_sources=dict(acc.token_sources),
+        input_len_mismatches=acc.input_len_mismatches,
+        fidelity=assess_of(acc, duration, client_cpu_s),
         num_gpus=num_gpus,
         input_tokens_per_s_per_gpu=_per_gpu(input_rate, num_gpus),
         output_tokens_per_s_per_gpu=_per_gpu(output_rate, num_gpus),
-        output_tokens_per_s_per_request=float(np.mean(speeds)) if speeds else None,
+        output_tokens_per_s_per_request=acc.sketch("speed").mean,
         threshold_tps=threshold_tps,
-        slow_requests=slow,
+        slow_requests=None if threshold_tps is None else acc.slow,
     )
 
 
@@ -181,5 +164,11 @@ def summarize_by_endpoint(
     records: Iterable[RequestRecord], endpoints: Iterable[str], label: str
 ) -> dict[str, PointSummary]:
     """One summary per endpoint (each over its own window), in the order the endpoints are given."""
-    recs = list(records)
-    return {url: summarize([r for r in recs if r.endpoint == url], label) for url in endpoints}
+    return by_endpoint_of(PointAccumulator.of(records, by_endpoint=True), endpoints, label)
+
+
+def by_endpoint_of(acc: PointAccumulator, endpoints: Iterable[str], label: str
+                   ) -> dict[str, PointSummary]:
+    """Per-endpoint summaries of an accumulator built with ``by_endpoint=True``."""
+    subs = acc.endpoints or {}
+    return {url: summary_of(subs.get(url) or PointAccumulator(), label) for url in endpoints}

@@ -65,7 +65,11 @@ class RunWriter:
 
     def append(self, rec: RequestRecord) -> None:
         """One record, one unbuffered write: a crash never loses a finished request."""
-        line = memoryview(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+        self.append_lines(orjson.dumps(rec, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n")
+
+    def append_lines(self, data: bytes) -> None:
+        """Records already serialized (newline-terminated JSON lines, as workers send them)."""
+        line = memoryview(data)
         try:
             while line:  # an unbuffered write may take only part of the line (disk filling up)
                 written = self._requests.write(line)
