@@ -148,10 +148,15 @@ async def abench(
     control = control or RunControl(config.grace_period_s)
     loop = asyncio.get_running_loop()
     control.bind(loop)
+    # SIGTERM and SIGHUP (a closed terminal) stop the run like a second Ctrl-C: in-flight
+    # requests are cancelled, the summary is written, callers' `with` blocks stop servers
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if handle_signals else ()
+    previous = {s: signal.getsignal(s) for s in handled}
     if handle_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, control.interrupt)
             loop.add_signal_handler(signal.SIGTERM, control.cancel)
+            loop.add_signal_handler(signal.SIGHUP, control.cancel)
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
@@ -375,7 +380,7 @@ async def abench(
             catalog.register_run(writer.path, config.results_root)  # derived index; never raises
         if own_transport:
             await net.close()
-        if handle_signals:
+        for sig, handler in previous.items():  # asyncio would leave SIG_DFL behind
             with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)

@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -98,6 +99,26 @@ def stop_tree(pid: int, timeout_s: float = 20.0, extra: Sequence[psutil.Process]
     procs = list({p.pid: p for p in procs}.values())
     if not procs:
         return
+    with signals_deferred():
+        _terminate(pid, procs, timeout_s)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (they are delivered after it), so
+    a second signal cannot interrupt a teardown half-way and leave servers behind."""
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def _terminate(pid: int, procs: list[psutil.Process], timeout_s: float) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     for p in procs:
@@ -198,6 +219,11 @@ class VllmServer:
             self.started_at = psutil.Process(self.proc.pid).create_time()
         except psutil.Error:
             self.started_at = time.time()
+        from servemark.deploy import registry  # (registry imports this module)
+
+        with contextlib.suppress(OSError):  # a read-only state dir must not stop the run
+            registry.own(registry.ServerEntry(self.proc.pid, self.started_at, self.base_url,
+                                              str(self.log_path)))
         self._log_fh = open(self.log_path, encoding="utf-8", errors="replace")  # noqa: SIM115
 
     @property
@@ -274,12 +300,21 @@ class VllmServer:
                       create_time=self.started_at)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=5)
+            self._disown()
         self._close_log()
 
     def detach(self) -> None:
         """Forget the process without stopping it (it keeps running in its own session)."""
+        self._disown()
         self._close_log()
         self.proc = None
+
+    def _disown(self) -> None:
+        from servemark.deploy import registry
+
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                registry.disown(self.proc.pid)
 
     def _close_log(self) -> None:
         if self._log_fh is not None:
