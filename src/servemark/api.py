@@ -221,7 +221,9 @@ async def abench(
                 "torn_bytes_dropped": resume.torn_bytes}]
         writer.write_summary(doc)
         opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
-                                 temperature=config.temperature, extra_body=config.extra_body)
+                                 temperature=config.temperature, extra_body=config.extra_body,
+                                 first_token_timeout_s=config.first_token_timeout_s,
+                                 retries=config.retries, retry_max_wait_s=config.retry_max_wait_s)
         targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
         # a resumed run's clock continues where the recorded one stopped

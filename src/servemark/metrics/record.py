@@ -36,6 +36,7 @@ class RequestRecord:
     streamed: bool = True
     conversation_id: int | None = None  # multi-turn workloads (turns are numbered from 1)
     turn: int | None = None
+    attempts: int = 1  # sends of this request (retries of 429/503/connection errors); timing is from the first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
