@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy_helpers import VLLM_FLAGS, cli_env, leftovers, run, server_pids, servemark
+from tests.deploy_helpers import VLLM_FLAGS, cli_env, leftovers, run, servemark, server_pids
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 

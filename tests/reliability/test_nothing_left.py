@@ -2,9 +2,8 @@
 Ctrl-C, SIGTERM, SIGHUP) stops every server process it started, checked in the process table;
 after a `kill -9` of servemark, `servemark cleanup` stops the leftovers and nothing else.
 
-The "vLLM" here is a stand-in started through `--python`: a script that, like vLLM, spawns a
-child process (the engine core) and then serves (the stub) on the port servemark chose. The real
-vLLM case is in test_cleanup_vllm.py.
+The "vLLM" here is a stand-in started through `--python` (tests.deploy_helpers.fake_vllm_python);
+the real vLLM case is in test_cleanup_vllm.py.
 """
 
 from __future__ import annotations
@@ -21,27 +20,20 @@ import psutil
 import pytest
 import yaml
 
-from tests.deploy_helpers import cli_env, leftovers, run, server_pids, servemark, wait_for
-
-FAKE_VLLM = f"""#!{sys.executable}
-# stands in for: python -m vllm.entrypoints.openai.api_server --model M --port P ...
-import subprocess, sys
-args = sys.argv[1:]
-def flag(name, default):
-    return args[args.index(name) + 1] if name in args else default
-subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # the "engine core"
-from servemark.stub.server import main
-main(["--port", flag("--port", "0"), "--model", flag("--served-model-name", "stub"),
-      "--itl", "0.01"])
-"""
+from tests.deploy_helpers import (
+    cli_env,
+    fake_vllm_python,
+    leftovers,
+    run,
+    servemark,
+    server_pids,
+    wait_for,
+)
 
 
 @pytest.fixture
 def fake_python(tmp_path: Path) -> Path:
-    path = tmp_path / "fake-vllm-python"
-    path.write_text(FAKE_VLLM)
-    path.chmod(0o755)
-    return path
+    return fake_vllm_python(tmp_path)
 
 
 def owned(state: Path) -> list[dict]:
