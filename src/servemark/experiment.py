@@ -64,9 +64,12 @@ class DeployConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """As recorded in results: values of secret-looking environment variables hidden."""
+        from servemark.store.provenance import redact_argv
+
         data = self.model_dump(mode="json")
         data["env"] = {k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else v)
                        for k, v in self.env.items()}
+        data["vllm_args"] = redact_argv(self.vllm_args)
         return data
 
 

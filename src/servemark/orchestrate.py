@@ -111,6 +111,9 @@ def recorded_spec(run_dir: Path) -> ExperimentSpec:
                            "pass the spec again: servemark run SPEC --resume RUN_DIR") from None
     deploy = data.get("deploy") or {}
     hidden = [k for k, v in (deploy.get("env") or {}).items() if v == HIDDEN]
+    hidden += [a for a, b in zip(deploy.get("vllm_args") or [], (deploy.get("vllm_args") or [])[1:],
+                                 strict=False) if b == HIDDEN]
+    hidden += [a.partition("=")[0] for a in deploy.get("vllm_args") or [] if a.endswith("=" + HIDDEN)]
     if hidden or (data.get("bench") or {}).get("api_key") == HIDDEN:
         what = ", ".join(hidden) or "api_key"
         raise ConfigError(f"{path} does not keep secret values ({what})",

@@ -61,6 +61,36 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# vLLM flags whose values are secrets → the environment variable vLLM reads instead. Anyone on
+# the node can read a process's command line (/proc/PID/cmdline, ps); only its owner can read
+# its environment.
+SECRET_FLAG_ENV = {"--api-key": "VLLM_API_KEY", "--hf-token": "HF_TOKEN"}
+
+
+def secrets_to_env(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split ``--api-key V`` / ``--api-key=V`` (and ``--hf-token``) off a vLLM argument list:
+    (the other arguments, the environment that passes the same values). A flag given twice
+    (vLLM accepts several API keys) stays on the command line: one variable holds one key."""
+    counts = {f: sum(1 for a in args if a == f or a.startswith(f + "=")) for f in SECRET_FLAG_ENV}
+    rest: list[str] = []
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name in SECRET_FLAG_ENV and counts[name] == 1:
+            if not eq:
+                if i + 1 >= len(args):
+                    rest.append(args[i])  # no value: let vLLM report it
+                    break
+                value = args[i + 1]
+                i += 1
+            env[SECRET_FLAG_ENV[name]] = value
+        else:
+            rest.append(args[i])
+        i += 1
+    return rest, env
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     """Live processes of a process group. Our servers run in their own session, so the group is
     the tree even after its leader died (and Linux reuses no PID while its group exists)."""
@@ -171,16 +201,18 @@ class VllmServer:
         return self.served_model_name or self.model
 
     def command(self) -> list[str]:
+        """The server's command line; secret flags are not on it (see :func:`secrets_to_env`)."""
         cmd = [self.python, "-m", VLLM_MODULE, "--model", self.model, "--host", self.host,
                "--port", str(self.port)]
         if self.served_model_name:
             cmd += ["--served-model-name", self.served_model_name]
-        return cmd + self.extra_args
+        return cmd + secrets_to_env(self.extra_args)[0]
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         env.update(self.env)
+        env.update(secrets_to_env(self.extra_args)[1])
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
