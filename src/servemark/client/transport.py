@@ -26,7 +26,11 @@ class HttpRequest:
 
 class StreamResponse(Protocol):
     status: int
-    headers: Mapping[str, str]  # lower-case names (FastTransport) or case-insensitive (aiohttp)
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers: lower-case names (FastTransport) or case-insensitive (aiohttp)."""
+        ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, in whatever pieces the network delivers."""
