@@ -57,3 +57,22 @@ def test_kill9_run_then_cleanup_then_resume(tmp_path: Path) -> None:
     new_servers = [int(r["pid"]) for r in json.loads(resumed.read_text())["replicas"]]
     assert new_servers != first_servers and leftovers(new_servers) == []
     assert list((tmp_path / "state" / "owned").glob("*")) == []
+
+
+def test_resume_asks_for_the_spec_when_secrets_were_hidden(tmp_path: Path) -> None:
+    import pytest
+
+    from servemark.errors import ConfigError
+    from servemark.experiment import DeployConfig
+    from servemark.orchestrate import recorded_spec
+
+    deploy = DeployConfig(model="m", env={"HF_TOKEN": "hf_x"}, vllm_args=["--api-key", "k"])
+    (tmp_path / "experiment.json").write_text(json.dumps(
+        {"name": "t", "deploy": deploy.public_dict(), "bench": {"num_requests": 2}}))
+    with pytest.raises(ConfigError, match=r"does not keep secret values \(HF_TOKEN, --api-key\)") as info:
+        recorded_spec(tmp_path)
+    assert "servemark run SPEC --resume RUN_DIR" in (info.value.hint or "")
+    clean = DeployConfig(model="m", vllm_args=["--max-model-len", "64"])
+    (tmp_path / "experiment.json").write_text(json.dumps(
+        {"name": "t", "deploy": clean.public_dict(), "bench": {"num_requests": 2}}))
+    assert recorded_spec(tmp_path).deploy == clean
