@@ -119,10 +119,10 @@ def test_no_secret_in_process_command_lines(stub_server, tmp_path: Path) -> None
         assert url.startswith("http://"), serve.stderr.read()
         (pid,) = server_pids(tmp_path / "serve")
         bench = servemark("bench", "--base-url", stub_server("--itl", "0.05").base_url,
-                          "--workers", "2", "--concurrency", "4", "--num-requests", "40",
+                          "--workers", "2", "--concurrency", "4", "--num-requests", "16",
                           "--input-len", "8", "--output-len", "20", "--no-server-metrics",
                           "--output-dir", str(tmp_path / "bench"), env=env)
-        time.sleep(4)  # workers are up and streaming
+        time.sleep(3)  # workers are up and streaming
         assert bench.poll() is None
         assert leaks(cmdlines({serve.pid})) == []
         # the key still reaches the server, through its environment
