@@ -61,8 +61,13 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
 
 FAKE_VLLM = f"""#!{sys.executable}
 # stands in for: python -m vllm.entrypoints.openai.api_server --model M --port P ...
-import subprocess, sys
+import os, signal, subprocess, sys, time
 args = sys.argv[1:]
+if os.environ.get("FAKE_VLLM_STOP_S"):  # a server slow to stop, like vLLM freeing its memory
+    def _slow_exit(*_):
+        time.sleep(float(os.environ["FAKE_VLLM_STOP_S"]))
+        os._exit(0)
+    signal.signal(signal.SIGTERM, _slow_exit)
 def flag(name, default):
     return args[args.index(name) + 1] if name in args else default
 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # the "engine core"

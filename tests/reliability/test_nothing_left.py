@@ -142,3 +142,25 @@ def test_kill9_then_cleanup_stops_leftovers_only(tmp_path: Path, fake_python: Pa
         for g in pgids:
             for p in leftovers([g], 0):
                 os.kill(p.pid, signal.SIGKILL)
+
+
+def test_second_signal_during_teardown_skips_no_replica(tmp_path: Path, fake_python: Path) -> None:
+    """Ctrl-C, then SIGTERM while the first of two slow-to-stop replicas is stopping: the
+    second signal waits until every replica is stopped."""
+    env = cli_env(tmp_path, FAKE_VLLM_STOP_S="1.5")
+    out = tmp_path / "serve"
+    proc = servemark("serve", "fake-model", "--python", str(fake_python), "--device", "cpu",
+                     "--replicas", "2", "--served-model-name", "stub", "--ready-timeout", "60",
+                     "--output-dir", str(out), env=env)
+    urls = [proc.stdout.readline().strip() for _ in range(2)]
+    assert all(u.startswith("http://127.0.0.1:") for u in urls), proc.stderr.read()
+    pgids = server_pids(out)
+    assert len(pgids) == 2
+    time.sleep(1)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)  # replica 0 is stopping (it takes 1.5 s)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode in (0, 130, 143), stderr
+    assert leftovers(pgids) == [], stderr
+    assert owned(tmp_path / "state") == []

@@ -135,17 +135,28 @@ def stop_tree(pid: int, timeout_s: float = 20.0, extra: Sequence[psutil.Process]
 
 @contextlib.contextmanager
 def signals_deferred() -> Iterator[None]:
-    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (they are delivered after it), so
-    a second signal cannot interrupt a teardown half-way and leave servers behind."""
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (then they are raised again), so
+    a second signal cannot interrupt a teardown half-way and leave servers behind. (Handlers,
+    not the thread's signal mask: the kernel would hand a masked signal to another thread.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            old[sig] = signal.signal(sig, hold)
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
 
 
 def _terminate(pid: int, procs: list[psutil.Process], timeout_s: float) -> None:
@@ -326,14 +337,15 @@ class VllmServer:
 
     def stop(self) -> None:
         """Stop the whole tree (also the orphans of a leader that died first); idempotent."""
-        if self.proc is not None:
-            self.remember_children()
-            stop_tree(self.proc.pid, extra=list(self._children.values()),
-                      create_time=self.started_at)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-            self._disown()
-        self._close_log()
+        with signals_deferred():
+            if self.proc is not None:
+                self.remember_children()
+                stop_tree(self.proc.pid, extra=list(self._children.values()),
+                          create_time=self.started_at)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
+                self._disown()
+            self._close_log()
 
     def detach(self) -> None:
         """Forget the process without stopping it (it keeps running in its own session)."""
