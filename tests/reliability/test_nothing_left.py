@@ -14,12 +14,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 import yaml
 
+from servemark.deploy.local import stop_tree
 from tests.deploy_helpers import (
     cli_env,
     fake_vllm_python,
@@ -32,8 +34,12 @@ from tests.deploy_helpers import (
 
 
 @pytest.fixture
-def fake_python(tmp_path: Path) -> Path:
-    return fake_vllm_python(tmp_path)
+def fake_python(tmp_path: Path) -> Iterator[Path]:
+    yield fake_vllm_python(tmp_path)
+    # a failed test must not leave its servers behind either
+    for entry in owned(tmp_path / "state"):
+        server = entry["server"]
+        stop_tree(server["pid"], timeout_s=5, create_time=server["started_at"])
 
 
 def owned(state: Path) -> list[dict]:
