@@ -57,3 +57,30 @@ def wait_for(predicate, timeout: float, what: str) -> None:  # type: ignore[no-u
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.2)
+
+
+FAKE_VLLM = f"""#!{sys.executable}
+# stands in for: python -m vllm.entrypoints.openai.api_server --model M --port P ...
+import os, signal, subprocess, sys, time
+args = sys.argv[1:]
+if os.environ.get("FAKE_VLLM_STOP_S"):  # a server slow to stop, like vLLM freeing its memory
+    def _slow_exit(*_):
+        time.sleep(float(os.environ["FAKE_VLLM_STOP_S"]))
+        os._exit(0)
+    signal.signal(signal.SIGTERM, _slow_exit)
+def flag(name, default):
+    return args[args.index(name) + 1] if name in args else default
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # the "engine core"
+from servemark.stub.server import main
+main(["--port", flag("--port", "0"), "--model", flag("--served-model-name", "stub"),
+      "--itl", "0.01"])
+"""
+
+
+def fake_vllm_python(folder: Path) -> Path:
+    """A stand-in for vLLM's Python (``servemark serve --python`` / spec ``deploy.python``): like
+    vLLM it spawns a child process (the engine core), then serves the stub on the given port."""
+    path = folder / "fake-vllm-python"
+    path.write_text(FAKE_VLLM)
+    path.chmod(0o755)
+    return path

@@ -182,10 +182,15 @@ async def abench(
     control = control or RunControl(config.grace_period_s)
     loop = asyncio.get_running_loop()
     control.bind(loop)
+    # SIGTERM and SIGHUP (a closed terminal) stop the run like a second Ctrl-C: in-flight
+    # requests are cancelled, the summary is written, callers' `with` blocks stop servers
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) if handle_signals else ()
+    previous = {s: signal.getsignal(s) for s in handled}
     if handle_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGINT, control.interrupt)
             loop.add_signal_handler(signal.SIGTERM, control.cancel)
+            loop.add_signal_handler(signal.SIGHUP, control.cancel)
     own_transport = transport is None
     points_cfg = config.load_points()
     max_conn = max((p.concurrency or p.max_concurrency or 0) for p in points_cfg) or 0
@@ -250,7 +255,9 @@ async def abench(
                 "torn_bytes_dropped": resume.torn_bytes}]
         writer.write_summary(doc)
         opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
-                                 temperature=config.temperature, extra_body=config.extra_body)
+                                 temperature=config.temperature, extra_body=config.extra_body,
+                                 first_token_timeout_s=config.first_token_timeout_s,
+                                 retries=config.retries, retry_max_wait_s=config.retry_max_wait_s)
         targets = {url: Target(url, tuple(headers.items())) for url in urls}
         summaries: list[PointSummary] = []
         accumulators: dict[str, PointAccumulator] = {}
@@ -443,7 +450,7 @@ async def abench(
             catalog.register_run(writer.path, config.results_root)  # derived index; never raises
         if own_transport:
             await net.close()
-        if handle_signals:
+        for sig, handler in previous.items():  # asyncio would leave SIG_DFL behind
             with contextlib.suppress(Exception):
-                loop.remove_signal_handler(signal.SIGINT)
-                loop.remove_signal_handler(signal.SIGTERM)
+                loop.remove_signal_handler(sig)
+                signal.signal(sig, handler)

@@ -31,7 +31,10 @@ class ServemarkError(Exception):
 
 
 class ConfigError(ServemarkError):
-    """Invalid or contradictory options."""
+    """Invalid or contradictory options. ``key_path``: the spec key at fault, when known (so
+    that a spec file's error can name its line)."""
+
+    key_path: tuple[str, ...] = ()
 
 
 class DependencyError(ServemarkError):

@@ -11,11 +11,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from servemark.errors import ConfigError
 from servemark.spec import BenchConfig
+from servemark.specfile import KeyLines, at_line, read_yaml
 
 PLACEHOLDER_URL = "http://deployment.invalid"
 SECRET_WORDS = ("TOKEN", "KEY", "SECRET", "PASSWORD")
@@ -64,9 +64,12 @@ class DeployConfig(BaseModel):
 
     def public_dict(self) -> dict[str, Any]:
         """As recorded in results: values of secret-looking environment variables hidden."""
+        from servemark.store.provenance import redact_argv
+
         data = self.model_dump(mode="json")
         data["env"] = {k: ("***" if any(w in k.upper() for w in SECRET_WORDS) else v)
                        for k, v in self.env.items()}
+        data["vllm_args"] = redact_argv(self.vllm_args)
         return data
 
 
@@ -88,7 +91,9 @@ class ExperimentSpec(BaseModel):
         try:
             return BenchConfig(**data)
         except ValidationError as exc:
-            raise ConfigError(describe_error(exc, "bench", BenchConfig), SPEC_HINT) from None
+            error = ConfigError(describe_error(exc, "bench", BenchConfig), SPEC_HINT)
+            error.key_path = ("bench", *error_path(exc, BenchConfig))
+            raise error from None
 
 
 SPEC_HINT = "see `servemark init` for a commented example"
@@ -111,14 +116,19 @@ def spec_key(field_name: str) -> str:
     return field_name.removesuffix("_s") if field_name.endswith("_s") else field_name
 
 
-def describe_error(exc: ValidationError, section: str | None, model: type[BaseModel]) -> str:
-    """One line for the first problem: the key, what is wrong, the allowed keys or values."""
-    err = exc.errors()[0]
-    loc = [str(p) for p in err["loc"]]
+def error_path(exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """The key path of the first problem, as the spec spells it."""
+    loc = [str(p) for p in exc.errors()[0]["loc"]]
     if loc and model is BenchConfig:
         loc[0] = spec_key(loc[0])
     # union types report per-branch locations (e.g. "int", "literal['max']"): keep the key
-    loc = [p for p in loc if not (p in ("int", "str", "float") or p.startswith(("literal[", "list[")))]
+    return [p for p in loc if not (p in ("int", "str", "float") or p.startswith(("literal[", "list[")))]
+
+
+def describe_error(exc: ValidationError, section: str | None, model: type[BaseModel]) -> str:
+    """One line for the first problem: the key, what is wrong, the allowed keys or values."""
+    err = exc.errors()[0]
+    loc = error_path(exc, model)
     key = ".".join(([section] if section else []) + loc)
     if err["type"] == "extra_forbidden":
         owner = model
@@ -133,36 +143,33 @@ def describe_error(exc: ValidationError, section: str | None, model: type[BaseMo
 
 
 def load_spec(path: Path) -> ExperimentSpec:
-    """Read and validate a YAML spec; every problem is one ConfigError naming the key."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"spec file {path} does not exist", "create one with `servemark init`") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path} is not valid YAML{where}", "check the indentation and quoting") from None
-    return parse_spec(data or {}, str(path))
+    """Read and validate a YAML spec; every problem is one ConfigError naming the file, the
+    line and the key."""
+    data, lines = read_yaml(path, "create one with `servemark init`")
+    return parse_spec(data or {}, str(path), lines)
 
 
-def parse_spec(data: Any, source: str = "spec") -> ExperimentSpec:
+def parse_spec(data: Any, source: str = "spec", lines: KeyLines | None = None) -> ExperimentSpec:
     if not isinstance(data, dict):
         raise ConfigError(f"{source} must be a mapping of keys (name, deploy, bench)", SPEC_HINT)
     try:
         spec = ExperimentSpec(**data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {describe_error(exc, None, ExperimentSpec)}", SPEC_HINT) from None
+        where = at_line(source, lines, error_path(exc, ExperimentSpec))
+        raise ConfigError(f"{where}: {describe_error(exc, None, ExperimentSpec)}", SPEC_HINT) from None
     has_url = "base_url" in spec.bench
     if spec.deploy is None and not has_url:
         raise ConfigError(f"{source}: nothing to benchmark",
                           "add a 'deploy' section, or 'bench.base_url' to attach to running servers")
     if spec.deploy is not None and has_url:
-        raise ConfigError(f"{source}: both 'deploy' and 'bench.base_url' are given",
+        where = at_line(source, lines, ["bench", "base_url"])
+        raise ConfigError(f"{where}: both 'deploy' and 'bench.base_url' are given",
                           "deploy servers or attach to running ones, not both")
     try:  # validate the bench section now, not after a ten-minute deployment
         spec.bench_config(None if has_url else PLACEHOLDER_URL)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc.message}", exc.hint) from None
+        where = at_line(source, lines, exc.key_path or ("bench",))
+        raise ConfigError(f"{where}: {exc.message}", exc.hint) from None
     return spec
 
 

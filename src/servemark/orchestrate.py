@@ -1,5 +1,5 @@
 """``servemark run``: one experiment from a spec — deploy (or attach) → ready → load points →
-teardown — with everything in one run directory.
+teardown — with everything in one run directory; ``run --resume`` continues a stopped one.
 
 Run directory: ``experiment.json`` (the validated spec, secrets hidden), ``deployment.json``
 (servers, ports, devices, redacted commands), ``server*.log``, and the benchmark's
@@ -15,11 +15,12 @@ from typing import Any
 
 from servemark.api import BenchResult, bench
 from servemark.deploy.replicas import Deployment, ReplicaProgress
-from servemark.errors import ServerStartError
-from servemark.experiment import PLACEHOLDER_URL, ExperimentSpec
+from servemark.errors import ConfigError, ResultsError, ServerStartError
+from servemark.experiment import PLACEHOLDER_URL, ExperimentSpec, parse_spec
 from servemark.load.runner import RunControl
 from servemark.progress import BenchProgress
-from servemark.store.rundir import default_run_dir
+from servemark.store.resume import config_from_doc, load_resume_state
+from servemark.store.rundir import default_run_dir, utc_now
 
 EXPERIMENT_JSON = "experiment.json"
 DEPLOYMENT_JSON = "deployment.json"
@@ -94,4 +95,67 @@ def run_experiment(
     if errors:
         described["died"] = [e.message for e in errors]
         _write_json(run_dir / DEPLOYMENT_JSON, described)
+    return ExperimentResult(run_dir, result, described, errors)
+
+
+HIDDEN = "***"
+
+
+def recorded_spec(run_dir: Path) -> ExperimentSpec:
+    """The spec a run directory was made with; an error when it hid secrets we would need."""
+    path = run_dir / EXPERIMENT_JSON
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}",
+                           "pass the spec again: servemark run SPEC --resume RUN_DIR") from None
+    deploy = data.get("deploy") or {}
+    hidden = [k for k, v in (deploy.get("env") or {}).items() if v == HIDDEN]
+    hidden += [a for a, b in zip(deploy.get("vllm_args") or [], (deploy.get("vllm_args") or [])[1:],
+                                 strict=False) if b == HIDDEN]
+    hidden += [a.partition("=")[0] for a in deploy.get("vllm_args") or [] if a.endswith("=" + HIDDEN)]
+    if hidden or (data.get("bench") or {}).get("api_key") == HIDDEN:
+        what = ", ".join(hidden) or "api_key"
+        raise ConfigError(f"{path} does not keep secret values ({what})",
+                          "pass the spec again: servemark run SPEC --resume RUN_DIR")
+    if not data.get("deploy"):
+        data.pop("deploy", None)
+    return parse_spec(data, str(path))
+
+
+def resume_experiment(
+    run_dir: Path,
+    spec: ExperimentSpec | None = None,
+    *,
+    on_deploy_progress: ReplicaProgress | None = None,
+    on_ready: Any = None,
+    progress: BenchProgress | None = None,
+    control: RunControl | None = None,
+    handle_signals: bool = False,
+    argv: list[str] | None = None,
+) -> ExperimentResult:
+    """Continue a stopped experiment in ``run_dir``: deploy again (when it deployed), then the
+    benchmark resumes with its recorded config (finished points kept, only missing requests
+    sent). The new servers' logs go to ``run_dir/resume-<time>/``."""
+    state = load_resume_state(run_dir)
+    spec = spec or recorded_spec(run_dir)
+    key = spec.bench.get("api_key")
+    key = None if key in (None, HIDDEN) else str(key)
+    if spec.deploy is None:
+        cfg = config_from_doc(state.doc, run_dir, key)
+        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
+                       argv=argv, resume=state)
+        return ExperimentResult(run_dir, result)
+    logs = run_dir / f"resume-{utc_now().replace(':', '')}"
+    with Deployment(spec.deploy, logs) as deployment:
+        deployment.start(on_deploy_progress)
+        described = deployment.describe()
+        _write_json(logs / DEPLOYMENT_JSON, described)
+        if on_ready is not None:
+            on_ready(deployment)
+        urls = deployment.base_urls
+        cfg = config_from_doc(state.doc, run_dir, key, base_url=urls[0] if len(urls) == 1 else urls)
+        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
+                       argv=argv, resume=state)
+        errors = [deployment.failure(i) for i in deployment.dead()]
     return ExperimentResult(run_dir, result, described, errors)

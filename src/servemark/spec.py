@@ -111,6 +111,9 @@ class BenchConfig(WorkloadConfig):
     connect_timeout_s: float = Field(30.0, gt=0)
     read_timeout_s: float = Field(600.0, gt=0)
     request_timeout_s: float | None = Field(None, gt=0)
+    first_token_timeout_s: float | None = Field(None, gt=0, description="request sent → first token")
+    retries: int = Field(0, ge=0, le=100, description="re-sends of a 429/503 or a connection error before any byte")
+    retry_max_wait_s: float = Field(30.0, ge=0, description="longest wait before a retry (Retry-After is capped to it)")
     grace_period_s: float = Field(30.0, ge=0)
     api_key: SecretStr | None = None
     http_client: Literal["fast", "aiohttp"] = "fast"

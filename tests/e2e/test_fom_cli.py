@@ -36,6 +36,10 @@ def test_yaml_spec_errors_name_the_key(tmp_path) -> None:  # type: ignore[no-unt
     spec.write_text("model: m\ninput_lens: [16]\nbatch_size: [1]\n")  # typo: batch_sizes
     res = runner.invoke(app, ["sweep", "--spec", str(spec)])
     assert res.exit_code == 2 and "batch_size" in res.output
+    assert "s.yaml:3:" in "".join(res.output.split())  # the line in the file (wrapping removed)
+    spec.write_text("model: m\ninput_lens: [16]\nbatch_sizes: [1]\nseed: many\n")
+    res = runner.invoke(app, ["sweep", "--spec", str(spec)])
+    assert res.exit_code == 2 and "s.yaml:4:" in "".join(res.output.split()), res.output
     spec.write_text("mode: online\nbase_url: http://127.0.0.1:9\nengine_args: {max_num_seqs: 8}\n")
     res = runner.invoke(app, ["sweep", "--spec", str(spec)])
     assert res.exit_code == 2 and "offline sweeps only" in " ".join(res.output.split())

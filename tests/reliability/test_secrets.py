@@ -86,3 +86,64 @@ def test_no_secret_in_any_file_or_output(stub_server, tmp_path: Path) -> None:
                 scanned += 1
                 assert not leaks(f.read_bytes()), f"{f} holds {leaks(f.read_bytes())}"
     assert scanned >= 10
+
+
+def cmdlines(skip: set[int]) -> bytes:
+    """Every process's command line on this machine, as anyone on it can read them (but those
+    of ``skip``: the commands this test typed, which hold the secrets as a user would)."""
+    data = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit() and int(p.name) not in skip:
+            try:
+                data.append((p / "cmdline").read_bytes())
+            except OSError:
+                continue
+    return b"\n".join(data)
+
+
+def test_no_secret_in_process_command_lines(stub_server, tmp_path: Path) -> None:
+    """vLLM's --api-key/--hf-token reach it through its environment; client worker processes
+    get the key through a pipe. Nothing on any command line (ps, /proc/PID/cmdline)."""
+    import json
+    import time
+
+    from tests.deploy_helpers import cli_env, fake_vllm_python, leftovers, servemark, server_pids
+
+    env = cli_env(tmp_path, HF_TOKEN=SECRETS["HF_TOKEN"], OPENAI_API_KEY=SECRETS["OPENAI_API_KEY"])
+    serve = servemark("serve", "fake-model", "--python", str(fake_vllm_python(tmp_path)),
+                      "--device", "cpu", "--served-model-name", "stub",
+                      "--output-dir", str(tmp_path / "serve"), "--", "--api-key", SECRETS["flag"],
+                      f"--hf-token={SECRETS['spec']}", env=env)
+    try:
+        url = serve.stdout.readline().strip()
+        assert url.startswith("http://"), serve.stderr.read()
+        (pid,) = server_pids(tmp_path / "serve")
+        bench = servemark("bench", "--base-url", stub_server("--itl", "0.05").base_url,
+                          "--workers", "2", "--concurrency", "4", "--num-requests", "16",
+                          "--input-len", "8", "--output-len", "20", "--no-server-metrics",
+                          "--output-dir", str(tmp_path / "bench"), env=env)
+        time.sleep(3)  # workers are up and streaming
+        assert bench.poll() is None
+        assert leaks(cmdlines({serve.pid})) == []
+        # the key still reaches the server, through its environment
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        assert f"VLLM_API_KEY={SECRETS['flag']}".encode() in environ
+        assert f"HF_TOKEN={SECRETS['spec']}".encode() in environ
+        assert bench.wait(120) == 0
+        doc = json.loads((tmp_path / "serve" / "deployment.json").read_text())
+        assert leaks(json.dumps(doc)) == []
+    finally:
+        serve.send_signal(2)
+        serve.wait(60)
+    assert leftovers([pid]) == []
+
+
+def test_secret_flags_move_to_the_environment() -> None:
+    from servemark.deploy.local import secrets_to_env
+
+    assert secrets_to_env(["--api-key", "k1", "--port", "1", "--hf-token=t"]) == (
+        ["--port", "1"], {"VLLM_API_KEY": "k1", "HF_TOKEN": "t"})
+    # several keys cannot share one variable: left as given
+    two = ["--api-key", "a", "--api-key", "b"]
+    assert secrets_to_env(two) == (two, {})
+    assert secrets_to_env(["--api-key"]) == (["--api-key"], {})

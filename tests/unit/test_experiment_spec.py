@@ -81,8 +81,32 @@ def test_load_spec_file_errors(tmp_path: Path) -> None:
         load_spec(tmp_path / "nope.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("deploy:\n  model: [x\n")
-    with pytest.raises(ConfigError, match="not valid YAML at line"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:3: not valid YAML"):
         load_spec(bad)
+
+
+@pytest.mark.parametrize(("text", "where", "key"), [
+    # a bad value deep in the bench section (validated as BenchConfig): its line and key
+    ("name: x\ndeploy:\n  model: m\nbench:\n  warmup: 1\n  arrival: sometimes\n", 6,
+     "bench.arrival"),
+    # a check across keys: the line of the section
+    ("name: x\ndeploy:\n  model: m\nbench:\n  warmup: 1\n  concurrency: [1, -4]\n", 4,
+     "concurrency"),
+    # the spec key without the _s suffix (duration → duration_s)
+    ("deploy:\n  model: m\nbench:\n  duration: -1\n", 4, "bench.duration"),
+    # an unknown key in deploy, and a bad deploy value
+    ("deploy:\n  model: m\n  replicaz: 2\nbench: {}\n", 3, "deploy.replicaz"),
+    ("deploy:\n  model: m\n  port: 99999\n", 3, "deploy.port"),
+    ("name: x\nbench:\n  base_url: http://h:1\n  num-requests: 0\n", 4, "bench.num_requests"),
+])
+def test_spec_errors_name_file_line_and_key(tmp_path: Path, text: str, where: int,
+                                            key: str) -> None:
+    path = tmp_path / "exp.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert info.value.message.startswith(f"{path}:{where}: ")
+    assert key in info.value.message
 
 
 @pytest.mark.parametrize("cpu", [False, True])

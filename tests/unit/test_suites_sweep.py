@@ -112,7 +112,9 @@ def test_torn_journal_line_is_ignored(tmp_path: Path) -> None:
 def test_yaml_spec(tmp_path: Path) -> None:
     spec = tmp_path / "s.yaml"
     spec.write_text("model: m\ninput-lens: [16, 32]\nbatch_sizes: [1]\n")
-    assert load_yaml_spec(spec) == {"model": "m", "input_lens": [16, 32], "batch_sizes": [1]}
+    data, lines = load_yaml_spec(spec)
+    assert data == {"model": "m", "input_lens": [16, 32], "batch_sizes": [1]}
+    assert lines.line(["input_lens"]) == 2
     spec.write_text("- a\n- b\n")
     with pytest.raises(Exception, match="mapping"):
         load_yaml_spec(spec)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import wraps
+from types import FrameType
 from typing import Any, TypeVar
 
 import typer
@@ -26,13 +30,42 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP: unwinds like Ctrl-C, so every ``with`` that owns a server stops it."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
+
+
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """For the duration of a command, SIGTERM and SIGHUP (a closed terminal, ``kill``, a batch
+    system's stop) raise :class:`Terminated` instead of ending the process on the spot."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, _raise_terminated) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+
+
 def handle_errors(fn: F) -> F:
-    """Library errors become one red line and an exit code; Ctrl-C exits 130 quietly."""
+    """Library errors become one red line and an exit code; Ctrl-C exits 130 quietly, SIGTERM
+    and SIGHUP 128 + the signal number, after the same cleanup."""
 
     @wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with terminate_as_interrupt():
+                return fn(*args, **kwargs)
         except ServerStartError as exc:
             if exc.log_tail:
                 err.print(redact_text(exc.log_tail), markup=False, highlight=False, style="dim")
@@ -41,6 +74,9 @@ def handle_errors(fn: F) -> F:
             raise fail(exc.one_line(), 2) from None
         except ServemarkError as exc:
             raise fail(exc.one_line(), 1) from None
+        except Terminated as exc:
+            err.print(f"[yellow]stopped by {signal.Signals(exc.signum).name}[/yellow]")
+            raise typer.Exit(128 + exc.signum) from None
         except KeyboardInterrupt:
             err.print("[yellow]interrupted[/yellow]")
             raise typer.Exit(130) from None

@@ -8,14 +8,12 @@ them in the foreground or detach them, list and stop detached ones.
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -24,7 +22,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from servemark.cli.common import err, handle_errors, out
+from servemark.cli.common import Terminated, err, handle_errors, out
 from servemark.deploy import registry
 from servemark.deploy.preflight import fit_warning, gpu_identity
 from servemark.deploy.readiness import LoadProgress
@@ -73,10 +71,6 @@ def deploy_progress(replicas: int) -> Iterator[ReplicaProgress]:
         yield update
 
 
-def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
 @handle_errors
 def serve_command(
     ctx: typer.Context,
@@ -106,34 +100,33 @@ def serve_command(
         err.print(f"[yellow]warning[/yellow] {escape(warning)}", soft_wrap=True)
     run_dir = output_dir or default_run_dir(results_root, f"serve-{Path(model).name or model}")
     deployment = Deployment(config, run_dir)
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        with deployment:
-            count = config.replicas if isinstance(config.replicas, int) else 0
-            with deploy_progress(count or 2) as on_progress:
-                deployment.start(on_progress)
-            (run_dir / "deployment.json").write_text(json.dumps(deployment.describe(), indent=2) + "\n")
-            for server, plan in zip(deployment.servers, deployment.plan, strict=True):
-                devices = " ".join(f"{k}={v}" for k, v in plan.env.items())
-                err.print(f"[green]ready[/green] {server.base_url} {devices} (log: {server.log_path})",
-                          highlight=False)
-            if detach:
-                record = deployment.detach(name)
-                err.print(f"detached deployment [bold]{record.name}[/bold]; stop it with: "
-                          f"servemark stop {record.name}", highlight=False)
-                out.print("\n".join(record.base_urls), highlight=False)
-                return
-            out.print("\n".join(deployment.base_urls), highlight=False)
-            err.print(f"serving {deployment.served_model_name}; Ctrl-C stops every server")
-            try:
-                while not (dead := deployment.dead()):
-                    time.sleep(1.0)
-            except KeyboardInterrupt:
-                err.print("stopping the servers")
-                return
-            raise deployment.failure(dead[0])
-    finally:
-        signal.signal(signal.SIGTERM, old_term)
+    # SIGTERM/SIGHUP unwind like Ctrl-C (handle_errors), so `with deployment` stops every server
+    with deployment:
+        count = config.replicas if isinstance(config.replicas, int) else 0
+        with deploy_progress(count or 2) as on_progress:
+            deployment.start(on_progress)
+        (run_dir / "deployment.json").write_text(json.dumps(deployment.describe(), indent=2) + "\n")
+        for server, plan in zip(deployment.servers, deployment.plan, strict=True):
+            devices = " ".join(f"{k}={v}" for k, v in plan.env.items())
+            err.print(f"[green]ready[/green] {server.base_url} {devices} (log: {server.log_path})",
+                      highlight=False)
+        if detach:
+            record = deployment.detach(name)
+            err.print(f"detached deployment [bold]{record.name}[/bold]; stop it with: "
+                      f"servemark stop {record.name}", highlight=False)
+            out.print("\n".join(record.base_urls), highlight=False)
+            return
+        out.print("\n".join(deployment.base_urls), highlight=False)
+        err.print(f"serving {deployment.served_model_name}; Ctrl-C stops every server")
+        try:
+            while not (dead := deployment.dead()):
+                time.sleep(1.0)
+        except KeyboardInterrupt as exc:
+            err.print("stopping the servers")
+            if isinstance(exc, Terminated):
+                raise  # exit 128 + signal, after `with deployment` stopped every server
+            return
+        raise deployment.failure(dead[0])
 
 
 def _int(text: str) -> int:
@@ -203,6 +196,56 @@ def ps_command(
     out.print(table)
 
 
+@handle_errors
+def cleanup_command(
+    all_: Annotated[bool, typer.Option("--all", help="Also stop detached deployments and Ray nodes started here")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be stopped")] = False,
+) -> None:
+    """Stop servers left behind by a servemark that was killed (kill -9, OOM, lost node).
+
+    Only processes servemark recorded are signalled, each checked by PID and start time."""
+    from servemark.deploy import raynode
+
+    found = 0
+    for entry in registry.leftovers():
+        found += 1
+        what = (f"{entry.kind} pid {entry.server.pid} ({entry.server.base_url}), left by servemark "
+                f"pid {entry.owner_pid}")
+        if dry_run:
+            out.print(f"would stop {what}", highlight=False)
+            continue
+        n = registry.stop_leftover(entry)
+        err.print(f"stopped {what}: {n} processes were alive", highlight=False)
+    for record in registry.load_all():
+        if not all_ and record.state() != "dead":
+            continue
+        alive = sum(len(s.leftovers()) for s in record.servers)
+        if not all_ and alive == 0:  # all gone: only the record is stale
+            if not dry_run:
+                registry.stop(record)
+            continue
+        found += 1
+        if dry_run:
+            out.print(f"would stop deployment {record.name}", highlight=False)
+            continue
+        registry.stop(record)
+        err.print(f"stopped deployment {record.name}", highlight=False)
+    for node in raynode.load_all():
+        if not all_ and node.alive():
+            continue
+        if node.processes():
+            found += 1
+        if dry_run:
+            if node.processes():
+                out.print(f"would stop Ray {node.role} {node.name!r}", highlight=False)
+            continue
+        n = raynode.down(node)
+        if n:
+            err.print(f"stopped Ray {node.role} {node.name!r} ({n} processes)", highlight=False)
+    if not found:
+        err.print("nothing left running")
+
+
 def register(app: typer.Typer) -> None:
     """Add the deploy, experiment and model commands to the servemark app."""
     from servemark.cli.experiment import init_command, run_command
@@ -211,6 +254,7 @@ def register(app: typer.Typer) -> None:
     app.command("serve", context_settings=PASS_THROUGH)(serve_command)
     app.command("stop")(stop_command)
     app.command("ps")(ps_command)
+    app.command("cleanup")(cleanup_command)
     app.command("run")(run_command)
     app.command("init")(init_command)
     app.command("download")(download_command)

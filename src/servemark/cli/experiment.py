@@ -18,16 +18,19 @@ from servemark.deploy.replicas import Deployment
 from servemark.errors import ConfigError
 from servemark.experiment import example_spec, load_spec
 from servemark.load.runner import RunControl
-from servemark.orchestrate import run_experiment
+from servemark.orchestrate import recorded_spec, resume_experiment, run_experiment
 
 
 @handle_errors
 def run_command(
-    spec_path: Annotated[Path, typer.Argument(metavar="SPEC", help="Experiment spec (YAML); `servemark init` writes an example")],
+    spec_path: Annotated[Path | None, typer.Argument(metavar="SPEC", help="Experiment spec (YAML); `servemark init` writes an example")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary JSON on stdout")] = False,
+    resume: Annotated[Path | None, typer.Option(help="Continue the run in this directory (stopped by a crash, kill or Ctrl-C): deploy again, send only the missing requests; SPEC is needed only if it had secrets")] = None,
 ) -> None:
     """Run an experiment spec: deploy (or attach) → wait until ready → load points → teardown."""
-    spec = load_spec(spec_path)
+    if spec_path is None and resume is None:
+        raise ConfigError("give a SPEC file (or --resume RUN_DIR)", "servemark init writes an example")
+    spec = load_spec(spec_path) if spec_path is not None else recorded_spec(resume)  # type: ignore[arg-type]
     replicas = spec.deploy.replicas if spec.deploy else 1
     grace = spec.bench_config(None if spec.deploy is None else "http://x").grace_period_s
     if spec.deploy is not None and spec.deploy.device != "cpu" and (
@@ -40,9 +43,15 @@ def run_command(
 
     with deploy_progress(replicas if isinstance(replicas, int) else 2) as on_progress, \
             RichBenchProgress(err) as progress:
-        result = run_experiment(spec, on_deploy_progress=on_progress, on_ready=on_ready,
-                                progress=progress, control=RunControl(grace),
-                                handle_signals=True, argv=sys.argv)
+        if resume is not None:
+            result = resume_experiment(resume, spec, on_deploy_progress=on_progress,
+                                       on_ready=on_ready, progress=progress,
+                                       control=RunControl(grace), handle_signals=True,
+                                       argv=sys.argv)
+        else:
+            result = run_experiment(spec, on_deploy_progress=on_progress, on_ready=on_ready,
+                                    progress=progress, control=RunControl(grace),
+                                    handle_signals=True, argv=sys.argv)
     if spec.deploy is not None:
         err.print("servers stopped")
     code = report_result(result.bench, as_json)

@@ -19,6 +19,7 @@ from servemark.cli.common import err, handle_errors, out, parse_list
 from servemark.cli.fom_render import LinePrinter, fom_lines, results_table
 from servemark.errors import ConfigError
 from servemark.offline.engineargs import parse_assignments, parse_engine_args
+from servemark.specfile import at_line
 from servemark.suites.csvformat import FORMATS, get_format
 from servemark.suites.fom import DEFAULT_SCENARIOS, FomResult, Scenario, fom_points
 from servemark.suites.matrix import make_sweep_spec
@@ -211,7 +212,8 @@ def sweep_command(
 ) -> None:
     """A matrix of points (input × output lengths × batch × TP), each appended to the CSV as
     soon as measured. Re-running skips the points already done; failed points are recorded."""
-    data: dict[str, Any] = load_yaml_spec(spec) if spec is not None else {}
+    data, lines = load_yaml_spec(spec) if spec is not None else ({}, None)
+    from_file = set(data)
     flags: dict[str, Any] = {
         "model": model, "base_url": base_url,
         "input_lens": parse_list(input_lens, int, "--input-lens"),
@@ -224,6 +226,7 @@ def sweep_command(
         "csv": csv, "csv_format": csv_format,
     }
     data.update({k: v for k, v in flags.items() if v is not None})
+    from_file -= {k for k, v in flags.items() if v is not None}
     if pipeline_parallel_size != 1:
         data["pp_size"] = pipeline_parallel_size
     if retry_failed:
@@ -231,7 +234,13 @@ def sweep_command(
     engine = _engine_args(ctx, engine_arg, trust_remote_code, gpu_memory_utilization, enforce_eager)
     data["engine_args"] = {**data.get("engine_args", {}), **engine}
     data.setdefault("mode", "online" if data.get("base_url") else "offline")
-    sweep = make_sweep_spec(data)
+    try:
+        sweep = make_sweep_spec(data)
+    except ConfigError as exc:  # a key of the spec file: name its line
+        if spec is None or not exc.key_path or exc.key_path[0] not in from_file:
+            raise
+        raise ConfigError(f"{at_line(str(spec), lines, exc.key_path)}: {exc.message}",
+                          exc.hint) from None
     if sweep.mode == "online" and sweep.engine_args:
         raise ConfigError("engine arguments apply to offline sweeps only",
                           "set them on the server, or drop base_url")

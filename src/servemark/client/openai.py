@@ -34,6 +34,11 @@ class GenerationOptions:
     ignore_eos: bool = True
     temperature: float | None = 0.0
     extra_body: dict[str, Any] | None = None
+    # how each request is sent (see client/request.py): request sent → first token bound,
+    # and retries of 429/503 and of connection errors before any response byte
+    first_token_timeout_s: float | None = None
+    retries: int = 0
+    retry_max_wait_s: float = 30.0
 
 
 def build_body(spec: RequestSpec, opts: GenerationOptions) -> bytes:

@@ -7,9 +7,11 @@ Token counting beyond ``usage`` and every derived metric happen after the reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 
 import aiohttp
 
@@ -42,6 +44,24 @@ class Target:
 
     def url(self, api: str) -> str:
         return self.base_url.rstrip("/") + PATHS[api]
+
+
+RETRY_STATUSES = (429, 503)  # the server asks us to come back later; nothing was processed
+
+
+def retry_delay(headers: Mapping[str, str], attempt: int, max_wait_s: float) -> float:
+    """Seconds before the next attempt: the server's ``Retry-After`` (seconds or an HTTP date)
+    when it sent one, else exponential backoff from 0.5 s; never more than ``max_wait_s``."""
+    value = headers.get("retry-after") or headers.get("Retry-After")
+    wait = 0.5 * 2 ** (attempt - 1)
+    if value:
+        try:
+            wait = float(value)
+        except ValueError:
+            with contextlib.suppress(TypeError, ValueError, IndexError):
+                when = parsedate_to_datetime(value)
+                wait = when.timestamp() - time.time()
+    return min(max(wait, 0.0), max_wait_s)
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -97,54 +117,83 @@ async def execute(
     done = False
     finish: str | None = None
     start = clock()
-    rec.start_s = start - t0
+    rec.start_s = start - t0  # every attempt's timing counts from the first send
+    rec.attempts = 0
+    first_token = asyncio.timeout(opts.first_token_timeout_s)
     try:
-        async with transport.open(request) as resp:
-            rec.status = resp.status
-            if resp.status != 200:
-                body = await resp.read()
-                rec.error_kind = "http_status"
-                rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
-            elif opts.stream:
-                parser = SSEParser()
-                async for chunk in resp.iter_chunks():
-                    now = clock()
-                    for data in parser.feed(chunk):
-                        if data == b"[DONE]":
-                            done = True
-                            continue
-                        text, fin, use, error = parse_event(data)
-                        if text:
-                            times.append(now - start)
-                            texts.append(text)
-                        if fin:
-                            finish = fin
-                        if use:
-                            usage = use
-                        if error:
-                            rec.error_kind, rec.error = "server_error", error
-                for data in parser.close():
-                    if data == b"[DONE]":
-                        done = True
-                    else:
-                        delta = decode_event(data)
-                        if delta.usage:
-                            usage = delta.usage
-                if rec.error_kind is None and not done:
-                    rec.error_kind = "truncated"
-                    rec.error = "stream ended before [DONE]"
-            else:
-                delta = decode_body(await resp.read())
-                if delta.error:
-                    rec.error_kind, rec.error = "server_error", delta.error
-                texts.append(delta.text)
-                usage, finish = delta.usage, delta.finish_reason
+        async with first_token:
+            while True:
+                rec.attempts += 1
+                retry_in: float | None = None
+                answered = False
+                try:
+                    async with transport.open(request) as resp:
+                        answered = True
+                        rec.status = resp.status
+                        if resp.status != 200:
+                            body = await resp.read()
+                            if resp.status in RETRY_STATUSES and rec.attempts <= opts.retries:
+                                retry_in = retry_delay(resp.headers, rec.attempts,
+                                                       opts.retry_max_wait_s)
+                            else:
+                                rec.error_kind = "http_status"
+                                rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
+                        elif opts.stream:
+                            parser = SSEParser()
+                            async for chunk in resp.iter_chunks():
+                                now = clock()
+                                for data in parser.feed(chunk):
+                                    if data == b"[DONE]":
+                                        done = True
+                                        continue
+                                    text, fin, use, error = parse_event(data)
+                                    if text:
+                                        if not times:
+                                            first_token.reschedule(None)
+                                        times.append(now - start)
+                                        texts.append(text)
+                                    if fin:
+                                        finish = fin
+                                    if use:
+                                        usage = use
+                                    if error:
+                                        rec.error_kind, rec.error = "server_error", error
+                            for data in parser.close():
+                                if data == b"[DONE]":
+                                    done = True
+                                else:
+                                    delta = decode_event(data)
+                                    if delta.usage:
+                                        usage = delta.usage
+                            if rec.error_kind is None and not done:
+                                rec.error_kind = "truncated"
+                                rec.error = "stream ended before [DONE]"
+                        else:
+                            delta = decode_body(await resp.read())
+                            first_token.reschedule(None)
+                            if delta.error:
+                                rec.error_kind, rec.error = "server_error", delta.error
+                            texts.append(delta.text)
+                            usage, finish = delta.usage, delta.finish_reason
+                except (ConnectionError, aiohttp.ClientConnectionError) as exc:
+                    # nothing of this attempt reached us, so sending again cannot double-count
+                    if (answered or rec.attempts > opts.retries
+                            or isinstance(exc, asyncio.TimeoutError | TimeoutError)):
+                        raise
+                    retry_in = retry_delay({}, rec.attempts, opts.retry_max_wait_s)
+                if retry_in is None:
+                    break
+                await asyncio.sleep(retry_in)
     except asyncio.CancelledError:
         # Our runner cancels in-flight requests only on a second Ctrl-C; it wants the partial
         # record back, so the cancellation ends here (the task completes normally).
         rec.error_kind, rec.error = "cancelled", "cancelled by the user"
     except Exception as exc:  # a failed request is data, not an exception
-        rec.error_kind, rec.error = _classify(exc)
+        if first_token.expired():
+            rec.error_kind = "timeout"
+            rec.error = f"no first token within {opts.first_token_timeout_s:g} s"
+        else:
+            rec.error_kind, rec.error = _classify(exc)
     rec.end_s = clock() - t0
     rec.finish_reason = finish
     rec.ok = rec.error_kind is None

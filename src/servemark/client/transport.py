@@ -8,7 +8,7 @@ tests of everything above the network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -26,6 +26,11 @@ class HttpRequest:
 
 class StreamResponse(Protocol):
     status: int
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """Response headers: lower-case names (FastTransport) or case-insensitive (aiohttp)."""
+        ...
 
     def iter_chunks(self) -> AsyncIterator[bytes]:
         """Body bytes as they arrive, in whatever pieces the network delivers."""
@@ -54,11 +59,12 @@ class Timeouts:
 
 
 class _AiohttpResponse:
-    __slots__ = ("_resp", "status")
+    __slots__ = ("_resp", "headers", "status")
 
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp = resp
         self.status = resp.status
+        self.headers: Mapping[str, str] = resp.headers
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         async for chunk in self._resp.content.iter_any():
@@ -114,12 +120,14 @@ class FakeReply:
     status: int = 200
     pieces: Sequence[tuple[float, bytes]] = ()
     raise_after: BaseException | None = None
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class _FakeResponse:
     def __init__(self, reply: FakeReply) -> None:
         self._reply = reply
         self.status = reply.status
+        self.headers: Mapping[str, str] = reply.headers
 
     async def iter_chunks(self) -> AsyncIterator[bytes]:
         for delay, piece in self._reply.pieces:

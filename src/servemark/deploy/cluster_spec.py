@@ -9,10 +9,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from servemark.errors import ConfigError
+from servemark.specfile import KeyLines, at_line, read_yaml
 from servemark.store.provenance import SECRET_ENV
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -263,26 +263,27 @@ def _first_error(exc: ValidationError) -> str:
     return f"invalid {loc}: {msg}" if loc else msg
 
 
-def make_cluster_spec(data: dict[str, Any]) -> ClusterSpec:
-    """Validate a dict, turning pydantic's errors into one ConfigError line."""
+def make_cluster_spec(data: dict[str, Any], source: str | None = None,
+                      lines: KeyLines | None = None, prefix: tuple[str, ...] = ()) -> ClusterSpec:
+    """Validate a dict, turning pydantic's errors into one ConfigError line (naming the file
+    and the line of the key, given ``source`` and ``lines``)."""
     try:
         return ClusterSpec.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_first_error(exc), "see the cluster spec fields in README "
+        message = _first_error(exc)
+        if source is not None:
+            path = (*prefix, *(str(p) for p in exc.errors()[0]["loc"]))
+            message = f"{at_line(source, lines, path)}: {message}"
+        raise ConfigError(message, "see the cluster spec fields in README "
                           "(section: Clusters)") from None
 
 
 def load_cluster_spec(path: Path) -> ClusterSpec:
     """Read a YAML (or JSON) spec file; a top-level ``cluster:`` key is accepted too."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"spec file {path} does not exist", "give the path of a YAML spec") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"spec file {path} is not valid YAML: {exc}".splitlines()[0],
-                          "check the indentation and quoting") from None
+    data, lines = read_yaml(path, "give the path of a YAML spec")
+    prefix: tuple[str, ...] = ()
     if isinstance(data, dict) and isinstance(data.get("cluster"), dict):
-        data = data["cluster"]
+        data, prefix = data["cluster"], ("cluster",)
     if not isinstance(data, dict):
         raise ConfigError(f"spec file {path} must hold a mapping", "for example: model: /models/x")
-    return make_cluster_spec(data)
+    return make_cluster_spec(data, str(path), lines, prefix)

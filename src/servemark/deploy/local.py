@@ -15,11 +15,12 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO
@@ -60,6 +61,36 @@ def _get_ok(url: str, timeout: float = 2.0) -> bool:
         return False
 
 
+# vLLM flags whose values are secrets → the environment variable vLLM reads instead. Anyone on
+# the node can read a process's command line (/proc/PID/cmdline, ps); only its owner can read
+# its environment.
+SECRET_FLAG_ENV = {"--api-key": "VLLM_API_KEY", "--hf-token": "HF_TOKEN"}
+
+
+def secrets_to_env(args: Sequence[str]) -> tuple[list[str], dict[str, str]]:
+    """Split ``--api-key V`` / ``--api-key=V`` (and ``--hf-token``) off a vLLM argument list:
+    (the other arguments, the environment that passes the same values). A flag given twice
+    (vLLM accepts several API keys) stays on the command line: one variable holds one key."""
+    counts = {f: sum(1 for a in args if a == f or a.startswith(f + "=")) for f in SECRET_FLAG_ENV}
+    rest: list[str] = []
+    env: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        name, eq, value = args[i].partition("=")
+        if name in SECRET_FLAG_ENV and counts[name] == 1:
+            if not eq:
+                if i + 1 >= len(args):
+                    rest.append(args[i])  # no value: let vLLM report it
+                    break
+                value = args[i + 1]
+                i += 1
+            env[SECRET_FLAG_ENV[name]] = value
+        else:
+            rest.append(args[i])
+        i += 1
+    return rest, env
+
+
 def group_members(pgid: int) -> list[psutil.Process]:
     """Live processes of a process group. Our servers run in their own session, so the group is
     the tree even after its leader died (and Linux reuses no PID while its group exists)."""
@@ -98,6 +129,37 @@ def stop_tree(pid: int, timeout_s: float = 20.0, extra: Sequence[psutil.Process]
     procs = list({p.pid: p for p in procs}.values())
     if not procs:
         return
+    with signals_deferred():
+        _terminate(pid, procs, timeout_s)
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block is done (then they are raised again), so
+    a second signal cannot interrupt a teardown half-way and leave servers behind. (Handlers,
+    not the thread's signal mask: the kernel would hand a masked signal to another thread.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pending: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        pending.append(signum)
+
+    old = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):
+            old[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        for signum in dict.fromkeys(pending):
+            signal.raise_signal(signum)
+
+
+def _terminate(pid: int, procs: list[psutil.Process], timeout_s: float) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     for p in procs:
@@ -150,16 +212,18 @@ class VllmServer:
         return self.served_model_name or self.model
 
     def command(self) -> list[str]:
+        """The server's command line; secret flags are not on it (see :func:`secrets_to_env`)."""
         cmd = [self.python, "-m", VLLM_MODULE, "--model", self.model, "--host", self.host,
                "--port", str(self.port)]
         if self.served_model_name:
             cmd += ["--served-model-name", self.served_model_name]
-        return cmd + self.extra_args
+        return cmd + secrets_to_env(self.extra_args)[0]
 
     def _environment(self) -> dict[str, str]:
         env = dict(os.environ)
         env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
         env.update(self.env)
+        env.update(secrets_to_env(self.extra_args)[1])
         env["PYTHONUNBUFFERED"] = "1"
         return env
 
@@ -198,6 +262,11 @@ class VllmServer:
             self.started_at = psutil.Process(self.proc.pid).create_time()
         except psutil.Error:
             self.started_at = time.time()
+        from servemark.deploy import registry  # (registry imports this module)
+
+        with contextlib.suppress(OSError):  # a read-only state dir must not stop the run
+            registry.own(registry.ServerEntry(self.proc.pid, self.started_at, self.base_url,
+                                              str(self.log_path)))
         self._log_fh = open(self.log_path, encoding="utf-8", errors="replace")  # noqa: SIM115
 
     @property
@@ -268,18 +337,28 @@ class VllmServer:
 
     def stop(self) -> None:
         """Stop the whole tree (also the orphans of a leader that died first); idempotent."""
-        if self.proc is not None:
-            self.remember_children()
-            stop_tree(self.proc.pid, extra=list(self._children.values()),
-                      create_time=self.started_at)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout=5)
-        self._close_log()
+        with signals_deferred():
+            if self.proc is not None:
+                self.remember_children()
+                stop_tree(self.proc.pid, extra=list(self._children.values()),
+                          create_time=self.started_at)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self.proc.wait(timeout=5)
+                self._disown()
+            self._close_log()
 
     def detach(self) -> None:
         """Forget the process without stopping it (it keeps running in its own session)."""
+        self._disown()
         self._close_log()
         self.proc = None
+
+    def _disown(self) -> None:
+        from servemark.deploy import registry
+
+        if self.proc is not None:
+            with contextlib.suppress(OSError):
+                registry.disown(self.proc.pid)
 
     def _close_log(self) -> None:
         if self._log_fh is not None:

@@ -1,12 +1,16 @@
-"""Detached deployments: one JSON file each under the servemark state directory, so that
-``servemark ps`` can list them and ``servemark stop`` can stop them from another shell.
+"""What servemark started, on disk, so that it can be stopped from another shell or after a crash.
 
-A record keeps each server's PID and its creation time: a PID that was reused by an unrelated
-process is never signalled.
+Detached deployments: one JSON file each under ``deployments/`` (``servemark ps``, ``stop``).
+Owned processes: while a servemark process runs a server it will stop itself, one JSON file
+per server under ``owned/`` names that server and its owner; the owner removes it after the
+stop. A file whose owner is dead (``kill -9``, OOM, a lost terminal) marks a leftover that
+``servemark cleanup`` stops. Every record keeps PIDs with their creation times: a PID that was
+reused by an unrelated process is never signalled.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -28,6 +32,10 @@ def state_dir() -> Path:
 
 def registry_dir() -> Path:
     return state_dir() / "deployments"
+
+
+def owned_dir() -> Path:
+    return state_dir() / "owned"
 
 
 @dataclass
@@ -147,3 +155,82 @@ def stop(record: DeploymentRecord, root: Path | None = None, timeout_s: float = 
                   create_time=server.started_at)
     _path(record.name, root).unlink(missing_ok=True)
     return alive
+
+
+# --- processes a live servemark owns (stopped by it; by `servemark cleanup` if it crashed) ---
+
+
+def _create_time(pid: int) -> float:
+    try:
+        return psutil.Process(pid).create_time()
+    except psutil.Error:
+        return 0.0
+
+
+@dataclass
+class OwnedProcess:
+    """A server started by the servemark process ``owner_pid``, which will stop it itself."""
+
+    server: ServerEntry
+    owner_pid: int
+    owner_started_at: float
+    kind: str = "vllm"
+
+    def owner_alive(self) -> bool:
+        try:
+            owner = psutil.Process(self.owner_pid)
+            return (abs(owner.create_time() - self.owner_started_at) <= 2
+                    and owner.status() != psutil.STATUS_ZOMBIE)
+        except psutil.Error:
+            return False
+
+    @property
+    def path(self) -> Path:
+        return owned_dir() / f"{self.owner_pid}-{self.server.pid}.json"
+
+
+def own(server: ServerEntry, kind: str = "vllm") -> OwnedProcess:
+    """Record, durably, that this process started ``server`` (before it is waited on)."""
+    me = os.getpid()
+    entry = OwnedProcess(server, me, _create_time(me), kind)
+    owned_dir().mkdir(parents=True, exist_ok=True)
+    tmp = entry.path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(entry), indent=2))
+    os.replace(tmp, entry.path)
+    return entry
+
+
+def disown(pid: int) -> None:
+    """The server ``pid`` was stopped (or handed to a detached deployment): forget it."""
+    (owned_dir() / f"{os.getpid()}-{pid}.json").unlink(missing_ok=True)
+
+
+def load_owned() -> list[OwnedProcess]:
+    folder = owned_dir()
+    out = []
+    for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+        try:
+            data = json.loads(path.read_text())
+            out.append(OwnedProcess(**{**data, "server": ServerEntry(**data["server"])}))
+        except (json.JSONDecodeError, TypeError, KeyError):
+            continue
+    return out
+
+
+def leftovers() -> list[OwnedProcess]:
+    """Servers whose servemark is gone (it was killed before it could stop them)."""
+    return [e for e in load_owned() if not e.owner_alive()]
+
+
+def stop_leftover(entry: OwnedProcess, timeout_s: float = 20.0) -> int:
+    """Stop a leftover's whole process tree and forget it; returns how many processes ran."""
+    procs = entry.server.leftovers()
+    live = entry.server.process()
+    if live is not None:
+        with contextlib.suppress(psutil.Error):
+            procs += live.children(recursive=True)
+    procs = list({p.pid: p for p in procs}.values())
+    stop_tree(entry.server.pid, timeout_s=timeout_s, extra=procs,
+              create_time=entry.server.started_at)
+    entry.path.unlink(missing_ok=True)
+    return len(procs)

@@ -16,7 +16,7 @@ from types import TracebackType
 
 from servemark.deploy import registry
 from servemark.deploy.devices import Devices, ReplicaDevices, detect, parallel_sizes, plan_replicas
-from servemark.deploy.local import VllmServer, free_port
+from servemark.deploy.local import VllmServer, free_port, signals_deferred
 from servemark.deploy.readiness import LoadProgress
 from servemark.errors import ServerStartError
 from servemark.experiment import SECRET_WORDS, DeployConfig
@@ -139,10 +139,12 @@ class Deployment:
         return self._label(self.servers[index].died_error(), index)
 
     def stop(self) -> None:
-        """Stop every replica's whole process tree (idempotent), then scrub secrets from logs."""
-        for server in self.servers:
-            with contextlib.suppress(Exception):
-                server.stop()
+        """Stop every replica's whole process tree (idempotent), then scrub secrets from logs.
+        Signals wait until every replica is stopped (a second Ctrl-C cannot skip one)."""
+        with signals_deferred():
+            for server in self.servers:
+                with contextlib.suppress(Exception):
+                    server.stop()
         secrets = secret_values(self.config.vllm_args, self.config.env)
         for server in self.servers:
             if server.log_path is not None:

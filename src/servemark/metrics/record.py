@@ -37,6 +37,7 @@ class RequestRecord:
     conversation_id: int | None = None  # multi-turn workloads (turns are numbered from 1)
     turn: int | None = None
     worker: str | None = None  # the client process that sent it (--workers: w<i>, Ray: w<i>@<node IP>)
+    attempts: int = 1  # sends of this request (retries of 429/503/connection errors); timing is from the first
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

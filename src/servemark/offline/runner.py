@@ -20,6 +20,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from servemark.deploy import registry
 from servemark.deploy.local import stop_tree
 from servemark.suites.hardware import child_env
 from servemark.suites.measurement import Measurement, failed, one_line
@@ -105,6 +108,9 @@ def run_offline(point: Point, settings: RunSettings, log_path: Path | None = Non
                 stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
                 start_new_session=True,
             )
+        with contextlib.suppress(OSError, psutil.Error):  # so `servemark cleanup` finds it after a kill -9
+            registry.own(registry.ServerEntry(proc.pid, psutil.Process(proc.pid).create_time(),
+                                              "", str(log)), kind="vllm-offline")
         timed_out = False
         try:
             proc.wait(timeout=settings.timeout_s)
@@ -117,6 +123,8 @@ def run_offline(point: Point, settings: RunSettings, log_path: Path | None = Non
                 os.killpg(proc.pid, signal.SIGKILL)  # engine processes left in its group
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=10)
+            with contextlib.suppress(OSError):
+                registry.disown(proc.pid)
         wall = time.perf_counter() - started
         result: dict[str, Any] | None = None
         with contextlib.suppress(OSError, ValueError):

@@ -138,12 +138,15 @@ def load_resume_state(run_dir: Path) -> ResumeState:
     return ResumeState(run_dir, doc, records, torn, done)
 
 
-def config_from_doc(doc: dict[str, Any], run_dir: Path, api_key: str | None = None) -> Any:
-    """The BenchConfig a run was started with (its key is never stored: pass it again)."""
+def config_from_doc(doc: dict[str, Any], run_dir: Path, api_key: str | None = None,
+                    **overrides: Any) -> Any:
+    """The BenchConfig a run was started with (its key is never stored: pass it again);
+    ``overrides`` replace recorded fields (``base_url`` of a resumed run's new deployment)."""
     from servemark.spec import make_config
 
     data = {k: v for k, v in doc["config"].items() if k != "api_key_set"}
     data["output_dir"] = str(run_dir)
     if api_key is not None:
         data["api_key"] = api_key
+    data.update(overrides)
     return make_config(**data)

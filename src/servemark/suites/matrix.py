@@ -107,5 +107,7 @@ def make_sweep_spec(data: dict[str, Any]) -> SweepSpec:
         err = exc.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        raise ConfigError(f"invalid sweep {loc}: {msg}" if loc else f"invalid sweep: {msg}",
-                          "see `servemark sweep --help`") from exc
+        error = ConfigError(f"invalid sweep {loc}: {msg}" if loc else f"invalid sweep: {msg}",
+                            "see `servemark sweep --help`")
+        error.key_path = tuple(str(p) for p in err["loc"])
+        raise error from exc

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
-import yaml
 
 from servemark.errors import ConfigError, ResultsError
+from servemark.specfile import KeyLines, read_yaml
 from servemark.suites.csvformat import CsvFormat, render_rows
 from servemark.suites.measure import (
     Measurer,
@@ -163,17 +163,13 @@ def run_points(
     return outcome
 
 
-def load_yaml_spec(path: Path) -> dict[str, Any]:
-    """A sweep spec file: a YAML mapping with SweepSpec's keys (hyphens allowed)."""
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", "check the --spec path") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}", "fix the file") from exc
+def load_yaml_spec(path: Path) -> tuple[dict[str, Any], KeyLines]:
+    """A sweep spec file: a YAML mapping with SweepSpec's keys (hyphens allowed), and where
+    each key is (for errors naming the line)."""
+    data, lines = read_yaml(path, "check the --spec path")
     if data is None:
-        return {}
+        return {}, lines
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of sweep settings",
                           "e.g. `input_lens: [128, 256]`")
-    return {str(k).replace("-", "_"): v for k, v in data.items()}
+    return {str(k).replace("-", "_"): v for k, v in data.items()}, lines

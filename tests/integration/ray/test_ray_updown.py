@@ -84,3 +84,36 @@ def test_worker_without_head_fails_and_leaves_nothing(tmp_path: Path) -> None:
     assert "ray start exited" in r.stderr or "not up after" in r.stderr, r.stderr
     assert not [p for p in mentioning(temp) if p.is_running()]
     assert not any((state / "ray").glob("*.json"))
+
+
+def test_sigterm_while_waiting_for_nodes_stops_the_head(tmp_path: Path) -> None:
+    """`ray up --wait` stopped by SIGTERM (a batch system's stop) before the cluster formed:
+    the head it started is stopped, its record removed, exit 143."""
+    import signal
+    import time
+
+    need(importlib.util.find_spec("ray") is not None, "ray not installed")
+    state = tmp_path / "state"
+    temp = f"/tmp/smrs{os.getpid()}"
+    env = {**os.environ, "SERVEMARK_STATE": str(state),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "servemark", "ray", "up", "--head",
+                             "--num-cpus", "1", "--num-gpus", "0", "--temp-dir", temp,
+                             "--num-nodes", "2", "--wait", "--timeout", "300",
+                             "--node-ip", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not any("gcs_server" in p.name() for p in mentioning(temp)):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.5)
+        time.sleep(2)  # in the wait for a second node
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    time.sleep(1)
+    assert not [p for p in mentioning(temp) if p.is_running()]
+    assert not any((state / "ray").glob("*.json"))

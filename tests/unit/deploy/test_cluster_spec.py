@@ -104,7 +104,15 @@ def test_load_yaml(tmp_path: Path) -> None:
     p.write_text("cluster:\n  model: m\n  nodes: 1\n  scheduler: {partition: gpu}\n")
     assert load_cluster_spec(p).scheduler.partition == "gpu"
     p.write_text("model: [unclosed\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    with pytest.raises(ConfigError, match="s.yaml:2: not valid YAML"):
+        load_cluster_spec(p)
+    # a bad value names the file, the line and the key (under a top-level cluster: too)
+    p.write_text("cluster:\n  model: m\n  nodes: 1\n  scheduler:\n    partition: gpu\n"
+                 "    time: soon\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:6: invalid scheduler.time"):
+        load_cluster_spec(p)
+    p.write_text("model: m\nnodes: 1\nbogus: 2\n")
+    with pytest.raises(ConfigError, match=r"s.yaml:3: .*bogus"):
         load_cluster_spec(p)
     with pytest.raises(ConfigError, match="does not exist"):
         load_cluster_spec(tmp_path / "missing.yaml")
