@@ -145,6 +145,9 @@ class RaySpec(BaseModel):
 
     network_interface: str | None = Field(
         None, description="take node IPs from this interface (e.g. hsn0, ib0); default: first address")
+    hostname_suffix: str | None = Field(
+        None, description="take node IPs from the short host name plus this suffix, e.g. "
+        ".hsn.cm.aurora.alcf.anl.gov (the high-speed network's host names)")
     wait_timeout_s: float = Field(600.0, gt=0, description="for all nodes and GPUs to join")
     num_cpus: int | None = Field(None, ge=1, description="CPUs Ray may use per node")
     num_gpus: int | None = Field(
@@ -156,6 +159,20 @@ class RaySpec(BaseModel):
         if v is not None and not re.match(r"^[A-Za-z0-9_.:-]+$", v):
             raise ValueError(f"network_interface {v!r} is not an interface name")
         return v
+
+    @field_validator("hostname_suffix")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[.-][A-Za-z0-9.-]*[A-Za-z0-9]$", v):
+            raise ValueError(f"hostname_suffix {v!r} must look like .hsn.cm.example.org")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RaySpec:
+        if self.network_interface and self.hostname_suffix:
+            raise ValueError("set network_interface or hostname_suffix, not both: "
+                             "each names where node IPs come from")
+        return self
 
 
 class BenchStep(BaseModel):

@@ -72,6 +72,8 @@ def test_cpu_nodes_and_explicit_nodes_per_replica() -> None:
     ({"name": "has space"}, "name"),
     ({"tensor_parallel_size": 0}, "tensor_parallel_size"),
     ({"unknown_key": 1}, "unknown_key"),
+    ({"ray": {"hostname_suffix": "hsn; id"}}, "hostname_suffix"),
+    ({"ray": {"hostname_suffix": ".hsn.x", "network_interface": "hsn0"}}, "not both"),
 ])
 def test_bad_specs_are_one_line_config_errors(kw: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:

@@ -100,6 +100,19 @@ def test_pbs_directives() -> None:
     assert "#PBS -q prod" in text and "#PBS -A MyProject" in text
     assert 'export ZE_FLAT_DEVICE_HIERARCHY="FLAT"' in text and "--device xpu" in text
     assert "PBS_NODEFILE" in text and "ssh" in text
+    # node IPs from the high-speed network host names, on the head and on each worker
+    assert text.count("node-ip --hostname-suffix .hsn.cm.aurora.alcf.anl.gov)") == 2
+    assert "SOCKET_IFNAME" not in text  # no interface named: the libraries keep their choice
+
+
+def test_polaris_directives() -> None:
+    text = rendered("polaris_tp4_pp2", "pbs")
+    assert "#PBS -l select=2:ngpus=4:system=polaris" in text.splitlines()
+    assert "#PBS -l place=scatter:excl" in text.splitlines()
+    assert "#PBS -l filesystems=home:eagle" in text and "#PBS -A MyProject" in text
+    assert "  module use /soft/modulefiles\n  module load conda\n  conda activate base\n" in text
+    assert text.count("--num-cpus=32") == 2 and "--nodes 2 --gpus 8 " in text
+    assert "--tensor-parallel-size 4 --pipeline-parallel-size 2" in text
 
 
 def test_secrets_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
