@@ -32,6 +32,15 @@ def free_port() -> int:
             return port
 
 
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (see ``free_port``)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
 def host_ip(name: str) -> str:
     """The lowest IPv4 address ``name`` resolves to (as the sites' scripts do with
     ``getent hosts NAME | sort | head -1``)."""
@@ -136,7 +145,8 @@ def wait_for_http(url: str, timeout_s: float, watch_pid: int | None = None) -> N
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m servemark.deploy.jobtools")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("free-port")
+    fp = sub.add_parser("free-port")
+    fp.add_argument("--count", type=int, default=1, help="this many distinct ports, one line")
     ip = sub.add_parser("node-ip")
     ip.add_argument("--interface")
     ip.add_argument("--hostname-suffix")
@@ -152,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "free-port":
-            print(free_port())
+            print(" ".join(str(p) for p in free_ports(a.count)))
         elif a.cmd == "node-ip":
             print(node_ip(a.interface, a.hostname_suffix))
         elif a.cmd == "wait-ray":

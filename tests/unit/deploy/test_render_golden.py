@@ -63,7 +63,10 @@ def test_multinode_script_content() -> None:
     assert "--temp-dir=\"$RAY_TMP-n1\"" in text  # nodes that share /tmp keep apart
     # gloo and NCCL bootstrap over the interface Ray's node IPs come from
     assert 'export GLOO_SOCKET_IFNAME="ib0"' in text and 'export NCCL_SOCKET_IFNAME="ib0"' in text
-    assert "free-port" in text and "wait-ray" in text and "--nodes 2 --gpus 16" in text
+    assert "free-port --count 3" in text and "wait-ray" in text and "--nodes 2 --gpus 16" in text
+    # Ray's fixed default ports would collide with another job's Ray on a shared node
+    assert '--ray-client-server-port="$CLIENT_PORT"' in text
+    assert text.count('--dashboard-agent-listen-port="$AGENT_PORT"') == 2  # head and worker
     assert "--tensor-parallel-size 8 --pipeline-parallel-size 2" in text
     assert "--distributed-executor-backend ray" in text
     assert 'HF_HOME="/scratch/hf cache"' in text  # quoted
