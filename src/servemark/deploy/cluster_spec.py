@@ -182,7 +182,8 @@ class BenchStep(BaseModel):
 
     args: list[str] | dict[str, Any] = Field(
         default_factory=list, description="`servemark bench` arguments, as a list or an option dict")
-    health_timeout_s: float = Field(1800.0, gt=0)
+    health_timeout_s: float = Field(
+        1800.0, gt=0, description="how long the step waits for every /health (default: ready_timeout_s)")
 
     def argv(self) -> list[str]:
         """The arguments as a flat list: dict keys become --long-options (True → flag, False → --no-)."""

@@ -138,6 +138,9 @@ def render(spec: ClusterSpec, scheduler: Scheduler) -> str:
         "run_root": _run_root(spec),
         "vllm_args": _vllm_args(spec),
         "bench": _words(spec.bench.argv()) if spec.bench is not None else None,
+        # how long each replica's /health may take: the benchmark step's own limit when set
+        "health_timeout_s": spec.ready_timeout_s if spec.bench is None or
+        "health_timeout_s" not in spec.bench.model_fields_set else spec.bench.health_timeout_s,
         "iface": _node_ip_args(spec),
         "num_cpus": f" --num-cpus={spec.ray.num_cpus}" if spec.ray.num_cpus else "",
         "select": _pbs_select(spec),

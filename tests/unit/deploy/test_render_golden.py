@@ -135,3 +135,12 @@ def test_env_values_expand_variables_only() -> None:
     r = subprocess.run(["bash", "-c", f"USER=ann; printf %s {shell_value('a $USER $(id) `id` 5$')}"],
                        capture_output=True, text=True, check=True)
     assert r.stdout == "a ann $(id) `id` 5$"
+
+
+def test_health_wait_takes_the_bench_steps_limit() -> None:
+    base = {"model": "m", "ready_timeout_s": 700}
+    assert "--timeout 700 --watch-pid" in render(make_cluster_spec(base), "slurm")
+    text = render(make_cluster_spec({**base, "bench": {"args": [], "health_timeout_s": 90}}), "slurm")
+    assert "--timeout 90 --watch-pid" in text
+    text = render(make_cluster_spec({**base, "bench": {"args": []}}), "slurm")
+    assert "--timeout 700 --watch-pid" in text
