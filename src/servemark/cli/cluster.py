@@ -110,19 +110,33 @@ def slurm_status(job: JobArg,
 @slurm_app.command("logs")
 @handle_errors
 def slurm_logs(job: JobArg,
-               follow: Annotated[bool, typer.Option("-f", "--follow", help="Follow until the job ends")] = False) -> None:
-    """Print the job's output; with -f also the servers' startup stages, until the job ends."""
+               follow: Annotated[bool, typer.Option(
+                   "-f", "--follow",
+                   help="Follow until the job ends (a serve-only job: until all its servers are ready)")] = False,
+               ) -> None:
+    """Print the job's output; with -f also the servers' startup stages (shard loading), then
+    the endpoints once ready."""
     path = slurm.output_path(job)
     if path is None:
         raise ConfigError(f"no output file known for job {job}",
                           "it was not submitted from here and SLURM no longer knows it")
     run_dir = slurm.run_dir(job)
     finished = (lambda: slurm.status(job).done) if follow else (lambda: True)
-    for source, line in joblogs.follow(path, run_dir, finished):
+    urls: list[str] = []
+    serving = False
+    for source, line in joblogs.follow(path, run_dir, finished, until_serving=follow):
         if source == "job":
             out.print(line, markup=False, highlight=False)
+            if (url := joblogs.endpoint_of(line)) is not None:
+                urls.append(url)
+            serving = serving or line.startswith(joblogs.SERVING_LINE)
         else:
             err.print(f"[dim]{source}:[/dim] {line}", highlight=False)
+    if follow and serving:
+        for url in urls:
+            err.print(f"endpoint: {url}", highlight=False)
+        err.print(f"job {job} is serving; benchmark it with: servemark slurm bench {job} ..., "
+                  f"stop it with: servemark slurm cancel {job}", highlight=False)
 
 
 @slurm_app.command("bench", context_settings={"allow_extra_args": True,

@@ -22,6 +22,8 @@ def ray_up(
     port: Annotated[int | None, typer.Option(help="Head GCS port (default: a free one above Ray's worker ports)")] = None,
     node_ip: Annotated[str | None, typer.Option("--node-ip", help="This node's IP for Ray")] = None,
     interface: Annotated[str | None, typer.Option(help="Take the node IP from this interface (hsn0, ib0)")] = None,
+    hostname_suffix: Annotated[str | None, typer.Option(
+        help="Take the node IP from the short host name plus this suffix (.hsn.cm.aurora.alcf.anl.gov)")] = None,
     num_cpus: Annotated[int | None, typer.Option(help="CPUs for Ray (default: our affinity mask)")] = None,
     num_gpus: Annotated[int | None, typer.Option(help="GPUs for Ray (default: the visible GPUs)")] = None,
     temp_dir: Annotated[str | None, typer.Option(help="Ray temp dir (default: short, per run)")] = None,
@@ -31,7 +33,8 @@ def ray_up(
 ) -> None:
     """Start a Ray head (--head) or worker (--address) and record its processes."""
     node = raynode.up(head=head, address=address, name=name, port=port, node_ip_address=node_ip,
-                      interface=interface, num_cpus=num_cpus, num_gpus=num_gpus, temp_dir=temp_dir,
+                      interface=interface, hostname_suffix=hostname_suffix, num_cpus=num_cpus,
+                      num_gpus=num_gpus, temp_dir=temp_dir,
                       num_nodes=num_nodes if wait else None, timeout_s=timeout)
     out.print(node.address, highlight=False)
     err.print(f"Ray {node.role} {node.name!r} up (pid {node.pid}, {len(node.children) + 1} processes, "

@@ -5,6 +5,7 @@ so the whole model can later sit under the experiment spec's ``deploy`` key unch
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -145,6 +146,9 @@ class RaySpec(BaseModel):
 
     network_interface: str | None = Field(
         None, description="take node IPs from this interface (e.g. hsn0, ib0); default: first address")
+    hostname_suffix: str | None = Field(
+        None, description="take node IPs from the short host name plus this suffix, e.g. "
+        ".hsn.cm.aurora.alcf.anl.gov (the high-speed network's host names)")
     wait_timeout_s: float = Field(600.0, gt=0, description="for all nodes and GPUs to join")
     num_cpus: int | None = Field(None, ge=1, description="CPUs Ray may use per node")
     num_gpus: int | None = Field(
@@ -157,6 +161,44 @@ class RaySpec(BaseModel):
             raise ValueError(f"network_interface {v!r} is not an interface name")
         return v
 
+    @field_validator("hostname_suffix")
+    @classmethod
+    def _suffix(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^[.-][A-Za-z0-9.-]*[A-Za-z0-9]$", v):
+            raise ValueError(f"hostname_suffix {v!r} must look like .hsn.cm.example.org")
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RaySpec:
+        if self.network_interface and self.hostname_suffix:
+            raise ValueError("set network_interface or hostname_suffix, not both: "
+                             "each names where node IPs come from")
+        return self
+
+
+# keys of an experiment spec's bench section the job sets itself (endpoints, where results go,
+# the served model) and so leaves out
+_JOB_OWNED_KEYS = ("base_url", "output_dir", "results_root", "model")
+
+
+def experiment_bench_args(path: Path) -> dict[str, Any]:
+    """The ``bench`` section of an experiment spec (``servemark run`` file) as bench options, so a
+    batch job runs the same load points against its own servers. Its ``deploy`` section is not
+    used: the cluster spec deploys."""
+    from servemark.experiment import load_spec
+
+    exp = load_spec(path)  # validated as `servemark run` would
+    out: dict[str, Any] = {}
+    for key, value in exp.bench.items():
+        name = key.replace("-", "_")
+        if name == "api_key":
+            raise ValueError(f"{path} sets bench.api_key, which would be written into the job "
+                             "script; export OPENAI_API_KEY before submitting instead")
+        if name in _JOB_OWNED_KEYS:
+            continue
+        out[name] = json.dumps(value) if isinstance(value, dict) else value
+    return out
+
 
 class BenchStep(BaseModel):
     """The benchmark that runs once every replica answers ``/health``."""
@@ -165,7 +207,10 @@ class BenchStep(BaseModel):
 
     args: list[str] | dict[str, Any] = Field(
         default_factory=list, description="`servemark bench` arguments, as a list or an option dict")
-    health_timeout_s: float = Field(1800.0, gt=0)
+    experiment: Path | None = Field(
+        None, description="an experiment spec whose bench section (its load points) runs instead of args")
+    health_timeout_s: float = Field(
+        1800.0, gt=0, description="how long the step waits for every /health (default: ready_timeout_s)")
 
     def argv(self) -> list[str]:
         """The arguments as a flat list: dict keys become --long-options (True → flag, False → --no-)."""
@@ -188,6 +233,15 @@ class BenchStep(BaseModel):
 
     @model_validator(mode="after")
     def _reserved(self) -> BenchStep:
+        if self.experiment is not None:
+            if self.args:
+                raise ValueError("give bench.args or bench.experiment, not both")
+            from servemark.errors import ServemarkError
+
+            try:
+                self.args = experiment_bench_args(self.experiment)
+            except ServemarkError as exc:  # the experiment file's own one-line reason
+                raise ValueError(f"bench.experiment: {exc.one_line()}") from None
         for arg in self.argv():
             if arg.split("=", 1)[0] in _RESERVED_BENCH:
                 raise ValueError(f"bench.args must not set {arg.split('=', 1)[0]}: the job script "
@@ -286,4 +340,8 @@ def load_cluster_spec(path: Path) -> ClusterSpec:
         data, prefix = data["cluster"], ("cluster",)
     if not isinstance(data, dict):
         raise ConfigError(f"spec file {path} must hold a mapping", "for example: model: /models/x")
+    bench = data.get("bench")
+    if isinstance(bench, dict) and isinstance(bench.get("experiment"), str):
+        # relative to the cluster spec, like any path a user writes next to it
+        data = {**data, "bench": {**bench, "experiment": path.parent / bench["experiment"]}}
     return make_cluster_spec(data, str(path), lines, prefix)

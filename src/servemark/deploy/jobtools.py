@@ -18,16 +18,48 @@ import urllib.request
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+RAY_WORKER_PORTS = (10002, 19999)  # Ray's default --min-worker-port / --max-worker-port
+
 
 def free_port() -> int:
-    """A port the OS reports free now, from the ephemeral range (outside Ray's worker ports)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("", 0))
-        return int(s.getsockname()[1])
+    """A port the OS reports free now, from the ephemeral range, never inside Ray's worker port
+    range (the ephemeral range normally lies above 32768; loop in case a site changed it)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            port = int(s.getsockname()[1])
+        if not RAY_WORKER_PORTS[0] <= port <= RAY_WORKER_PORTS[1]:
+            return port
 
 
-def node_ip(interface: str | None = None) -> str:
-    """The IPv4 address of an interface, or the address used to reach other hosts."""
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports (see ``free_port``)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        if (port := free_port()) not in ports:
+            ports.append(port)
+    return ports
+
+
+def host_ip(name: str) -> str:
+    """The lowest IPv4 address ``name`` resolves to (as the sites' scripts do with
+    ``getent hosts NAME | sort | head -1``)."""
+    try:
+        infos = socket.getaddrinfo(name, None, socket.AF_INET, socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError):
+        raise SystemExit(f"host name {name} does not resolve to an IPv4 address") from None
+    addrs = sorted({str(i[4][0]) for i in infos}, key=lambda a: tuple(int(x) for x in a.split(".")))
+    if not addrs:
+        raise SystemExit(f"host name {name} does not resolve to an IPv4 address")
+    return addrs[0]
+
+
+def node_ip(interface: str | None = None, hostname_suffix: str | None = None) -> str:
+    """The IPv4 address of an interface; or of this node's short host name plus a suffix (the
+    high-speed network's name, e.g. ``x1c0s0b0n0.hsn.cm.aurora.alcf.anl.gov``); or the address
+    used to reach other hosts."""
+    if hostname_suffix:
+        return host_ip(socket.gethostname().split(".")[0] + hostname_suffix)
     if interface:
         out = subprocess.run(["ip", "-o", "-4", "addr", "show", "dev", interface],
                              capture_output=True, text=True, check=False).stdout.split()
@@ -113,9 +145,11 @@ def wait_for_http(url: str, timeout_s: float, watch_pid: int | None = None) -> N
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m servemark.deploy.jobtools")
     sub = p.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("free-port")
+    fp = sub.add_parser("free-port")
+    fp.add_argument("--count", type=int, default=1, help="this many distinct ports, one line")
     ip = sub.add_parser("node-ip")
     ip.add_argument("--interface")
+    ip.add_argument("--hostname-suffix")
     r = sub.add_parser("wait-ray")
     r.add_argument("--address", required=True)
     r.add_argument("--nodes", type=int, required=True)
@@ -128,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         if a.cmd == "free-port":
-            print(free_port())
+            print(" ".join(str(p) for p in free_ports(a.count)))
         elif a.cmd == "node-ip":
-            print(node_ip(a.interface))
+            print(node_ip(a.interface, a.hostname_suffix))
         elif a.cmd == "wait-ray":
             def show(n: int, g: float) -> None:
                 print(f"servemark: ray has {n}/{a.nodes} nodes, {g:g}/{a.gpus:g} GPUs", flush=True)

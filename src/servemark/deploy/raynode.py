@@ -27,12 +27,10 @@ from pathlib import Path
 
 import psutil
 
-from servemark.deploy.jobtools import free_port, node_ip, wait_for_ray
+from servemark.deploy.jobtools import RAY_WORKER_PORTS, free_port, node_ip, wait_for_ray
 from servemark.deploy.local import stop_tree
 from servemark.deploy.registry import state_dir
 from servemark.errors import ConfigError, ServerStartError
-
-RAY_WORKER_PORTS = (10002, 19999)  # Ray's default --min-worker-port / --max-worker-port
 
 
 def ray_dir() -> Path:
@@ -122,10 +120,7 @@ def check_port(port: int) -> int:
 
 
 def _head_port() -> int:
-    while True:  # the ephemeral range normally lies above 32768; loop in case a site changed it
-        port = free_port()
-        if not RAY_WORKER_PORTS[0] <= port <= RAY_WORKER_PORTS[1]:
-            return port
+    return free_port()  # never inside Ray's worker port range
 
 
 def _split_address(address: str) -> tuple[str, int]:
@@ -144,7 +139,8 @@ def _port_open(host: str, port: int) -> bool:
 
 
 def up(*, head: bool, address: str | None = None, name: str | None = None, port: int | None = None,
-       node_ip_address: str | None = None, interface: str | None = None, num_cpus: int | None = None,
+       node_ip_address: str | None = None, interface: str | None = None,
+       hostname_suffix: str | None = None, num_cpus: int | None = None,
        num_gpus: int | None = None, temp_dir: str | None = None, num_nodes: int | None = None,
        timeout_s: float = 120.0, python: str = sys.executable) -> RayNode:
     """Start the node and return once it is up (and, with ``num_nodes``, the cluster has them)."""
@@ -156,7 +152,10 @@ def up(*, head: bool, address: str | None = None, name: str | None = None, port:
     if any(n.name == name and n.alive() for n in load_all()):
         raise ConfigError(f"a Ray node named {name!r} is already running",
                           f"stop it with: servemark ray down {name}, or pass --name")
-    ip = node_ip_address or node_ip(interface)
+    try:
+        ip = node_ip_address or node_ip(interface, hostname_suffix)
+    except SystemExit as exc:  # jobtools' one-line reason (no such interface or host name)
+        raise ConfigError(str(exc), "check --interface / --hostname-suffix, or give --node-ip") from None
     if head:
         port = check_port(port) if port else _head_port()
         address = f"{ip}:{port}"

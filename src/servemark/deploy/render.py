@@ -114,10 +114,18 @@ def env_vars(spec: ClusterSpec, replicas: list[Replica]) -> dict[str, str]:
     return out
 
 
+def _node_ip_args(spec: ClusterSpec) -> str:
+    """Where ``jobtools node-ip`` takes each node's IP from (default: the outgoing address)."""
+    if spec.ray.hostname_suffix:
+        return f" --hostname-suffix {shlex.quote(spec.ray.hostname_suffix)}"
+    if spec.ray.network_interface:
+        return f" --interface {shlex.quote(spec.ray.network_interface)}"
+    return ""
+
+
 def render(spec: ClusterSpec, scheduler: Scheduler) -> str:
     """The complete job script text for ``scheduler``."""
     replicas = plan_layout(spec)
-    iface = spec.ray.network_interface
     ray_gpus = spec.ray.num_gpus if spec.ray.num_gpus is not None else spec.gpus_per_node
     ctx = {
         "spec": spec,
@@ -130,7 +138,10 @@ def render(spec: ClusterSpec, scheduler: Scheduler) -> str:
         "run_root": _run_root(spec),
         "vllm_args": _vllm_args(spec),
         "bench": _words(spec.bench.argv()) if spec.bench is not None else None,
-        "iface": f" --interface {shlex.quote(iface)}" if iface else "",
+        # how long each replica's /health may take: the benchmark step's own limit when set
+        "health_timeout_s": spec.ready_timeout_s if spec.bench is None or
+        "health_timeout_s" not in spec.bench.model_fields_set else spec.bench.health_timeout_s,
+        "iface": _node_ip_args(spec),
         "num_cpus": f" --num-cpus={spec.ray.num_cpus}" if spec.ray.num_cpus else "",
         "select": _pbs_select(spec),
         "walltime": hms(time_to_seconds(spec.scheduler.time)),

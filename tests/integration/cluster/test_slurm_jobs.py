@@ -16,7 +16,7 @@ import yaml
 
 from servemark.deploy import slurm
 from servemark.deploy.cluster_spec import make_cluster_spec
-from servemark.deploy.local import free_port
+from servemark.deploy.local import free_port, stop_tree
 from tests.conftest import SRC
 from tests.integration.cluster.slurmd_setup import LocalSlurm
 
@@ -43,11 +43,15 @@ def tiny_spec(tmp_path: Path, model: Path, *, bench: bool, port: int) -> dict:
     return spec
 
 
-def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def _cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
+    return env
+
+
+def cli(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "servemark", *args], capture_output=True,
-                          text=True, timeout=timeout, cwd=cwd, env=env, check=False)
+                          text=True, timeout=timeout, cwd=cwd, env=_cli_env(), check=False)
 
 
 def _job_processes(marker: str) -> list[psutil.Process]:
@@ -59,16 +63,36 @@ def _job_processes(marker: str) -> list[psutil.Process]:
     return found
 
 
+TOKEN = "hf_slurmJobNeverWritten77"
+
+
 def test_job_serves_and_benchmarks(local_slurm: LocalSlurm, tiny_model: Path, tmp_path: Path,
-                                   job_state_dir: Path) -> None:
+                                   job_state_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Submitted with --wait while `logs -f` follows the same job live (server stages with the
+    shard-loading count, the endpoint, the end); HF_TOKEN reaches the job but no file."""
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
     port = free_port()
     spec_path = tmp_path / "job.yaml"
     spec_path.write_text(yaml.safe_dump(tiny_spec(tmp_path, tiny_model, bench=True, port=port)))
-    r = cli("slurm", "submit", str(spec_path), "--wait", "--timeout", "540", cwd=tmp_path,
-            timeout=600)
-    job_id = r.stdout.strip().splitlines()[0]
-    assert r.returncode == 0, r.stderr + r.stdout
-    assert "COMPLETED" in r.stdout
+    submit = subprocess.Popen([sys.executable, "-m", "servemark", "slurm", "submit", str(spec_path),
+                               "--wait", "--timeout", "540"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=_cli_env())
+    try:
+        assert submit.stdout is not None
+        job_id = submit.stdout.readline().strip()
+        follow = cli("slurm", "logs", job_id, "-f", cwd=tmp_path, timeout=600)
+        rest, errs = submit.communicate(timeout=120)
+    finally:
+        if submit.poll() is None:
+            stop_tree(submit.pid)
+    assert submit.returncode == 0, errs + rest
+    assert "COMPLETED" in rest
+    # -f followed it to the end: shard loading and readiness from the server log, the endpoint
+    assert follow.returncode == 0, follow.stderr
+    assert "server-r0: loading weights 1/1" in follow.stderr, follow.stderr
+    assert "server-r0: ready" in follow.stderr, follow.stderr
+    assert f"endpoint ready: http://{local_slurm.host}:{port}" in follow.stdout
+    assert "benchmark finished (exit 0)" in follow.stdout and "stopping (exit 0)" in follow.stdout
 
     run_dir = tmp_path / "runs" / f"smtest-{job_id}"
     summary = json.loads((run_dir / "bench" / "summary.json").read_text())
@@ -85,6 +109,10 @@ def test_job_serves_and_benchmarks(local_slurm: LocalSlurm, tiny_model: Path, tm
     assert out.returncode == 0
     assert f"endpoint ready: http://{local_slurm.host}:{port}" in out.stdout
     assert "benchmark finished (exit 0)" in out.stdout
+    assert "HF_TOKEN is not set" not in out.stdout  # it reached the job ...
+    for f in tmp_path.rglob("*"):
+        if f.is_file() and f.suffix in (".sbatch", ".out", ".log", ".json", ".jsonl", ".csv"):
+            assert TOKEN not in f.read_text(errors="replace"), f  # ... and no file
     # the server is gone with the job
     assert not _job_processes(f"--port {port}")
 

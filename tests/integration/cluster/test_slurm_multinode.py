@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from servemark.deploy import slurm
+from servemark.deploy.cluster_spec import make_cluster_spec
 from servemark.deploy.local import free_port
 from tests.conftest import SRC
 from tests.integration.cluster.conftest import TwoNodes
@@ -61,12 +62,11 @@ def ray_cpu_env() -> Iterator[dict[str, str]]:
         yield env
 
 
-def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny_model: Path,
-                                                  tmp_path: Path, job_state_dir: Path,
-                                                  ray_cpu_env: dict[str, str],
-                                                  job_ids: list[str]) -> None:
-    ns, port = two_node_slurm.ns, free_port()
-    spec = {
+def tp2_spec(two_node_slurm: TwoNodes, tiny_model: Path, tmp_path: Path, port: int,
+             ray_cpu_env: dict[str, str], *, bench: bool) -> dict:
+    """TP 2 over the two nodes' Ray, the tiny model; with or without the benchmark step."""
+    ns = two_node_slurm.ns
+    spec: dict = {
         "name": "smtp2",
         "model": str(tiny_model),
         "served_model_name": "tiny",
@@ -85,9 +85,19 @@ def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny
             "PYTHONPATH": str(SRC), "VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_OMP_THREADS_BIND": "nobind", "RAY_USAGE_STATS_ENABLED": "0",
             **ray_cpu_env}},
-        "bench": {"args": {"concurrency": 2, "num_requests": 6, "input_len": 32, "output_len": 8},
-                  "health_timeout_s": 420},
     }
+    if bench:
+        spec["bench"] = {"args": {"concurrency": 2, "num_requests": 6, "input_len": 32,
+                                  "output_len": 8}, "health_timeout_s": 420}
+    return spec
+
+
+def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny_model: Path,
+                                                  tmp_path: Path, job_state_dir: Path,
+                                                  ray_cpu_env: dict[str, str],
+                                                  job_ids: list[str]) -> None:
+    ns, port = two_node_slurm.ns, free_port()
+    spec = tp2_spec(two_node_slurm, tiny_model, tmp_path, port, ray_cpu_env, bench=True)
     spec_path = tmp_path / "job.yaml"
     spec_path.write_text(yaml.safe_dump(spec))
     r = cli("slurm", "submit", str(spec_path), "--wait", "--timeout", "560", cwd=tmp_path,
@@ -124,6 +134,41 @@ def test_multinode_vllm_job_serves_and_benchmarks(two_node_slurm: TwoNodes, tiny
     left = [(p.pid, " ".join(p.cmdline())[:80]) for p in _job_processes(job_id)]
     assert not left
     assert os.environ.get("SLURM_CONF") == str(two_node_slurm.slurm.conf)
+
+
+def test_cancel_multinode_job_leaves_nothing_on_either_node(
+        two_node_slurm: TwoNodes, tiny_model: Path, tmp_path: Path, job_state_dir: Path,
+        ray_cpu_env: dict[str, str], job_ids: list[str]) -> None:
+    """Cancelled once Ray spans both nodes (the server starting): Ray head, the worker in the
+    namespace and the server all end with the job."""
+    port = free_port()
+    rec = slurm.submit(make_cluster_spec(tp2_spec(two_node_slurm, tiny_model, tmp_path, port,
+                                                  ray_cpu_env, bench=False)))
+    job_ids.append(rec.job_id)
+    out = Path(rec.output)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and "ray has 2/2 nodes" not in (
+            out.read_text(errors="replace") if out.exists() else ""):
+        assert not slurm.status(rec.job_id).done, out.read_text(errors="replace")[-2000:]
+        time.sleep(1)
+    assert "ray has 2/2 nodes" in out.read_text(errors="replace")
+    cmds = []
+    for p in _job_processes(rec.job_id):
+        try:
+            cmds.append(" ".join(p.cmdline()))
+        except psutil.Error:
+            continue
+    assert any("raylet" in c for c in cmds) and any("gcs_server" in c for c in cmds), cmds
+    # the worker's `ray start` is the namespace node's
+    assert any(f"--node-ip-address={two_node_slurm.ns.peer_ip}" in c for c in cmds), cmds
+
+    r = cli("slurm", "cancel", rec.job_id, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert slurm.wait(rec.job_id, poll_s=1, timeout_s=90).state == "CANCELLED"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _job_processes(rec.job_id):
+        time.sleep(1)
+    assert not [(p.pid, " ".join(p.cmdline())[:80]) for p in _job_processes(rec.job_id)]
 
 
 @pytest.fixture

@@ -52,7 +52,22 @@ SPECS: dict[str, dict[str, Any]] = {
         "environment": {"setup": ["module load frameworks"],
                         "vars": {"ZE_FLAT_DEVICE_HIERARCHY": "FLAT",
                                  "HF_HOME": "/lus/flare/projects/MyProject/hf"}},
-        "ray": {"network_interface": "hsn0"},
+        # node IPs from the high-speed network's host names, as ALCF's own scripts take them
+        "ray": {"hostname_suffix": ".hsn.cm.aurora.alcf.anl.gov"},
         "bench": {"args": {"concurrency": [1, 8], "num_requests": 64}},
+    },
+    # Polaris-style: 2 nodes × 4 A100, TP 4 × PP 2 on Ray, conda module, eagle filesystem
+    "polaris_tp4_pp2": {
+        "name": "polaris70b", "model": "/eagle/MyProject/models/Llama-3.1-70B-Instruct",
+        "tensor_parallel_size": 4, "pipeline_parallel_size": 2, "nodes": 2, "gpus_per_node": 4,
+        "vllm_args": ["--max-model-len", "8192"],
+        "scheduler": {"queue": "prod", "account": "MyProject", "time": "01:00:00",
+                      "filesystems": "home:eagle", "place": "scatter", "exclusive": True,
+                      "select_extra": "system=polaris"},
+        "environment": {"setup": ["module use /soft/modulefiles", "module load conda",
+                                  "conda activate base"],
+                        "vars": {"HF_HOME": "/eagle/MyProject/hf"}},
+        "ray": {"hostname_suffix": ".hsn.cm.polaris.alcf.anl.gov", "num_cpus": 32},
+        "bench": {"args": {"concurrency": [1, 16], "num_requests": 64}},
     },
 }

@@ -72,6 +72,8 @@ def test_cpu_nodes_and_explicit_nodes_per_replica() -> None:
     ({"name": "has space"}, "name"),
     ({"tensor_parallel_size": 0}, "tensor_parallel_size"),
     ({"unknown_key": 1}, "unknown_key"),
+    ({"ray": {"hostname_suffix": "hsn; id"}}, "hostname_suffix"),
+    ({"ray": {"hostname_suffix": ".hsn.x", "network_interface": "hsn0"}}, "not both"),
 ])
 def test_bad_specs_are_one_line_config_errors(kw: dict, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
@@ -116,3 +118,36 @@ def test_load_yaml(tmp_path: Path) -> None:
         load_cluster_spec(p)
     with pytest.raises(ConfigError, match="does not exist"):
         load_cluster_spec(tmp_path / "missing.yaml")
+
+
+def test_bench_step_from_an_experiment_spec(tmp_path: Path) -> None:
+    """The experiment's load points run against the job's servers; its deploy section and the
+    keys the job sets itself (results, model) are left out; the path is relative to the spec."""
+    (tmp_path / "exp").mkdir()
+    (tmp_path / "exp" / "sweep.yaml").write_text(
+        "name: sweep\ndeploy: {model: /models/x}\n"
+        "bench: {concurrency: [1, 4], num_requests: 20, input_len: 64, output_len: 16,\n"
+        "        stream: false, results_root: /elsewhere, extra_body: {top_k: 5}}\n")
+    p = tmp_path / "job.yaml"
+    p.write_text("model: m\nbench: {experiment: exp/sweep.yaml, health_timeout_s: 60}\n")
+    argv = load_cluster_spec(p).bench.argv()  # type: ignore[union-attr]
+    assert argv == ["--concurrency", "1,4", "--num-requests", "20", "--input-len", "64",
+                    "--output-len", "16", "--no-stream", "--extra-body", '{"top_k": 5}']
+
+
+@pytest.mark.parametrize(("bench", "message"), [
+    ({"experiment": "missing.yaml"}, "does not exist"),
+    ({"experiment": "exp.yaml", "args": ["--concurrency", "2"]}, "not both"),
+    ({"experiment": "secret.yaml"}, "OPENAI_API_KEY"),
+    ({"experiment": "bad.yaml"}, "concurency"),
+])
+def test_bad_experiment_bench_steps(tmp_path: Path, bench: dict, message: str,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text("bench: {base_url: http://x:1, concurrency: [2]}\n")
+    (tmp_path / "secret.yaml").write_text("bench: {base_url: http://x:1, api_key: sk-abc}\n")
+    (tmp_path / "bad.yaml").write_text("bench: {base_url: http://x:1, concurency: [2]}\n")
+    with pytest.raises(ConfigError) as exc:
+        spec(bench=bench)
+    assert message in exc.value.one_line() and "\n" not in exc.value.one_line()
+    assert "sk-abc" not in exc.value.one_line()

@@ -63,7 +63,10 @@ def test_multinode_script_content() -> None:
     assert "--temp-dir=\"$RAY_TMP-n1\"" in text  # nodes that share /tmp keep apart
     # gloo and NCCL bootstrap over the interface Ray's node IPs come from
     assert 'export GLOO_SOCKET_IFNAME="ib0"' in text and 'export NCCL_SOCKET_IFNAME="ib0"' in text
-    assert "free-port" in text and "wait-ray" in text and "--nodes 2 --gpus 16" in text
+    assert "free-port --count 3" in text and "wait-ray" in text and "--nodes 2 --gpus 16" in text
+    # Ray's fixed default ports would collide with another job's Ray on a shared node
+    assert '--ray-client-server-port="$CLIENT_PORT"' in text
+    assert text.count('--dashboard-agent-listen-port="$AGENT_PORT"') == 2  # head and worker
     assert "--tensor-parallel-size 8 --pipeline-parallel-size 2" in text
     assert "--distributed-executor-backend ray" in text
     assert 'HF_HOME="/scratch/hf cache"' in text  # quoted
@@ -100,6 +103,19 @@ def test_pbs_directives() -> None:
     assert "#PBS -q prod" in text and "#PBS -A MyProject" in text
     assert 'export ZE_FLAT_DEVICE_HIERARCHY="FLAT"' in text and "--device xpu" in text
     assert "PBS_NODEFILE" in text and "ssh" in text
+    # node IPs from the high-speed network host names, on the head and on each worker
+    assert text.count("node-ip --hostname-suffix .hsn.cm.aurora.alcf.anl.gov)") == 2
+    assert "SOCKET_IFNAME" not in text  # no interface named: the libraries keep their choice
+
+
+def test_polaris_directives() -> None:
+    text = rendered("polaris_tp4_pp2", "pbs")
+    assert "#PBS -l select=2:ngpus=4:system=polaris" in text.splitlines()
+    assert "#PBS -l place=scatter:excl" in text.splitlines()
+    assert "#PBS -l filesystems=home:eagle" in text and "#PBS -A MyProject" in text
+    assert "  module use /soft/modulefiles\n  module load conda\n  conda activate base\n" in text
+    assert text.count("--num-cpus=32") == 2 and "--nodes 2 --gpus 8 " in text
+    assert "--tensor-parallel-size 4 --pipeline-parallel-size 2" in text
 
 
 def test_secrets_never_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,3 +135,12 @@ def test_env_values_expand_variables_only() -> None:
     r = subprocess.run(["bash", "-c", f"USER=ann; printf %s {shell_value('a $USER $(id) `id` 5$')}"],
                        capture_output=True, text=True, check=True)
     assert r.stdout == "a ann $(id) `id` 5$"
+
+
+def test_health_wait_takes_the_bench_steps_limit() -> None:
+    base = {"model": "m", "ready_timeout_s": 700}
+    assert "--timeout 700 --watch-pid" in render(make_cluster_spec(base), "slurm")
+    text = render(make_cluster_spec({**base, "bench": {"args": [], "health_timeout_s": 90}}), "slurm")
+    assert "--timeout 90 --watch-pid" in text
+    text = render(make_cluster_spec({**base, "bench": {"args": []}}), "slurm")
+    assert "--timeout 700 --watch-pid" in text
