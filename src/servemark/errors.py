@@ -9,6 +9,7 @@
     │   └── ModelNotFound          the server does not serve the requested model
     ├── ServerStartError           a server we launched died or never became ready
     ├── JobError                   a batch job (SLURM, PBS) could not be submitted, queried or cancelled
+    │   └── JobWaitTimeout         a job is still active when `--timeout` ends the wait (it keeps running)
     └── ResultsError               results could not be written or read
 
 A failed *request* during a run is data (a RequestRecord with an error), never an exception.
@@ -67,6 +68,10 @@ class ServerStartError(ServemarkError):
 
 class JobError(ServemarkError):
     """The batch system refused or failed a submit, status or cancel."""
+
+
+class JobWaitTimeout(JobError):
+    """Waiting for a job gave up before it ended; the job itself keeps running."""
 
 
 class ResultsError(ServemarkError):

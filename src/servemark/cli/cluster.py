@@ -8,10 +8,11 @@ from pathlib import Path
 from types import ModuleType
 from typing import Annotated
 
+import click
 import typer
 
-from servemark.cli.common import err, handle_errors, out
-from servemark.deploy import joblogs, pbs, slurm
+from servemark.cli.common import Terminated, err, handle_errors, out
+from servemark.deploy import joblogs, pbs, slurm, submitted
 from servemark.deploy.batch import JobStatus
 from servemark.deploy.cluster_spec import load_cluster_spec
 from servemark.deploy.render import render
@@ -56,21 +57,45 @@ def _render(spec: Path, output: Path | None, scheduler: str) -> None:
         err.print(f"wrote {output}")
 
 
-def _wait(mod: ModuleType, job_id: str, timeout: float | None, scheduler: str) -> int:
-    def changed(st: JobStatus) -> None:
-        err.print(f"job {job_id}: {st.state}", highlight=False)
-
+def _ask_cancel(job_id: str) -> bool:
+    """Ctrl-C while following a job: cancel it? Without a terminal to ask: yes, and say so."""
+    if not sys.stdin.isatty():
+        err.print(f"\ninterrupted with no terminal to ask: cancelling job {job_id}", highlight=False)
+        return True
     try:
-        st = mod.wait(job_id, timeout_s=timeout, on_change=changed)
-    except KeyboardInterrupt:
-        if typer.confirm(f"\ncancel job {job_id}?", default=False, err=True):
-            mod.cancel(job_id)
+        return typer.confirm(f"\ncancel job {job_id}?", default=False, err=True)
+    except click.exceptions.Abort:  # Ctrl-C or end of input at the question: its default
+        return False
+
+
+def _submit(mod: ModuleType, spec: Path, wait: bool, timeout: float | None, scheduler: str) -> int:
+    """Submit; with ``wait`` follow the job, which deploy.submitted.owning stops if we stop early."""
+    cluster_spec = load_cluster_spec(spec)
+    ending = submitted.Ending()
+    try:
+        with submitted.owning(_ask_cancel) as ending:
+            rec = mod.submit(cluster_spec, owned=wait)
+            out.print(rec.job_id, highlight=False)
+            output = f"output {rec.output}\n" if scheduler == "slurm" else ""
+            err.print(f"script {rec.script}\n{output}results {rec.run_dir}", highlight=False)
+            if not wait:
+                return 0
+            st = mod.wait(rec.job_id, timeout_s=timeout,
+                          on_change=lambda s: err.print(f"job {s.job_id}: {s.state}", highlight=False))
+    except BaseException as exc:
+        for job_id in ending.cancelled:
             err.print(f"cancelled {job_id}")
-        else:
-            err.print(f"job {job_id} keeps running; follow it with: servemark {scheduler} status {job_id}")
-        return 130
+        for job_id in ending.kept:
+            err.print(f"job {job_id} keeps running; follow it with: servemark {scheduler} status "
+                      f"{job_id}", highlight=False)
+        for job_id, why in ending.failed.items():
+            err.print(f"could not cancel job {job_id} ({why}); `servemark cleanup` retries",
+                      highlight=False)
+        if isinstance(exc, KeyboardInterrupt) and not isinstance(exc, Terminated):
+            return 130
+        raise
     _show(st, False)
-    run_dir = mod.run_dir(job_id)
+    run_dir = mod.run_dir(rec.job_id)
     if run_dir is not None:
         err.print(f"run directory: {run_dir}")
     return 0 if st.ok else 1
@@ -91,12 +116,9 @@ def slurm_render(spec: SpecArg,
 def slurm_submit(spec: SpecArg,
                  wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
                  timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most")] = None) -> None:
-    """Render SPEC, submit it with sbatch and print the job id."""
-    rec = slurm.submit(load_cluster_spec(spec))
-    out.print(rec.job_id, highlight=False)
-    err.print(f"script {rec.script}\noutput {rec.output}\nresults {rec.run_dir}", highlight=False)
-    if wait:
-        raise typer.Exit(_wait(slurm, rec.job_id, timeout, "slurm"))
+    """Render SPEC, submit it with sbatch and print the job id. With --wait the job is stopped
+    when the wait ends early (SIGTERM, SIGHUP, error; Ctrl-C asks)."""
+    raise typer.Exit(_submit(slurm, spec, wait, timeout, "slurm"))
 
 
 @slurm_app.command("status")
@@ -182,12 +204,8 @@ def pbs_render(spec: SpecArg,
 def pbs_submit(spec: SpecArg,
                wait: Annotated[bool, typer.Option("--wait", help="Follow the job until it ends")] = False,
                timeout: Annotated[float | None, typer.Option(help="Seconds to wait at most")] = None) -> None:
-    """Render SPEC, submit it with qsub and print the job id."""
-    rec = pbs.submit(load_cluster_spec(spec))
-    out.print(rec.job_id, highlight=False)
-    err.print(f"script {rec.script}\nresults {rec.run_dir}", highlight=False)
-    if wait:
-        raise typer.Exit(_wait(pbs, rec.job_id, timeout, "pbs"))
+    """Render SPEC, submit it with qsub and print the job id (--wait: as for slurm submit)."""
+    raise typer.Exit(_submit(pbs, spec, wait, timeout, "pbs"))
 
 
 @pbs_app.command("status")

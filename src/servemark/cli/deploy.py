@@ -198,13 +198,15 @@ def ps_command(
 
 @handle_errors
 def cleanup_command(
-    all_: Annotated[bool, typer.Option("--all", help="Also stop detached deployments and Ray nodes started here")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Also stop detached deployments, Ray nodes started here and batch jobs submitted without --wait")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Only list what would be stopped")] = False,
 ) -> None:
-    """Stop servers left behind by a servemark that was killed (kill -9, OOM, lost node).
+    """Stop servers and cancel batch jobs left behind by a servemark that was killed (kill -9,
+    OOM, lost node).
 
-    Only processes servemark recorded are signalled, each checked by PID and start time."""
-    from servemark.deploy import raynode
+    Only processes servemark recorded are signalled, each checked by PID and start time; only
+    jobs it recorded are cancelled, on the cluster they went to, under their name."""
+    from servemark.deploy import raynode, submitted
 
     found = 0
     for entry in registry.leftovers():
@@ -242,7 +244,28 @@ def cleanup_command(
         n = raynode.down(node)
         if n:
             err.print(f"stopped Ray {node.role} {node.name!r} ({n} processes)", highlight=False)
-    if not found:
+    kept = 0
+    for rv in submitted.review(all_, prune=not dry_run):
+        job = rv.job
+        if rv.action == "elsewhere":
+            err.print(f"{job.scheduler} job {job.job_id} ({job.name}) went to another cluster "
+                      f"({job.cluster}): not checked from here", highlight=False)
+            continue
+        why = (f"its servemark pid {job.owner_pid} is gone" if job.owned
+               else "submitted without --wait")
+        what = f"{job.scheduler} job {job.job_id} ({job.name}, {rv.status.state if rv.status else '?'}, {why})"
+        if rv.action == "keep":
+            kept += 1
+            (out if dry_run else err).print(f"left running: {what}; `cleanup --all` cancels it",
+                                            highlight=False)
+            continue
+        found += 1
+        if dry_run:
+            out.print(f"would cancel {what}", highlight=False)
+            continue
+        submitted.cancel(job)
+        err.print(f"cancelled {what}", highlight=False)
+    if not found and not kept:
         err.print("nothing left running")
 
 

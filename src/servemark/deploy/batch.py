@@ -5,7 +5,6 @@ record of the jobs we submitted (where their script, output and run directory ar
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -13,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from servemark.errors import DependencyError, JobError
+from servemark.errors import DependencyError, JobError, JobWaitTimeout
 
 # normalised states; scheduler-specific codes map onto these
 PENDING, RUNNING, COMPLETING = "PENDING", "RUNNING", "COMPLETING"
@@ -100,7 +99,7 @@ def wait_for(status: Callable[[str], JobStatus], job_id: str, scheduler: str, po
         if st.done:
             return st
         if deadline is not None and time.monotonic() > deadline:
-            raise JobError(f"job {job_id} is still {st.state} after {timeout_s:g} s",
+            raise JobWaitTimeout(f"job {job_id} is still {st.state} after {timeout_s:g} s",
                            f"follow it with: servemark {scheduler} status {job_id}")
         time.sleep(poll_s)
 
@@ -108,12 +107,9 @@ def wait_for(status: Callable[[str], JobStatus], job_id: str, scheduler: str, po
 # ---- the record of jobs we submitted (for `logs JOB` and `status` after the scheduler forgets) ----
 
 def jobs_dir() -> Path:
-    base = os.environ.get("SERVEMARK_STATE_DIR")
-    if base:
-        return Path(base) / "jobs"
-    from platformdirs import user_state_dir
+    from servemark.deploy.registry import state_dir
 
-    return Path(user_state_dir("servemark")) / "jobs"
+    return state_dir() / "jobs"
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from servemark.deploy import submitted
 from servemark.deploy.batch import (
     CANCELLED,
     COMPLETED,
@@ -32,6 +33,7 @@ from servemark.deploy.batch import (
     wait_for,
 )
 from servemark.deploy.cluster_spec import ClusterSpec
+from servemark.deploy.local import signals_deferred
 from servemark.deploy.render import render
 from servemark.errors import ConfigError
 
@@ -176,9 +178,9 @@ def slurm_wrapper() -> bool:
     return head.startswith(b"#!") and b"sbatch" in head
 
 
-def submit(spec: ClusterSpec, when: datetime | None = None) -> JobRecord:
+def submit(spec: ClusterSpec, when: datetime | None = None, *, owned: bool = False) -> JobRecord:
     """qsub the rendered script; secrets listed in pass_env go by name with ``-v`` (values stay
-    in the environment qsub reads), and only those that are set."""
+    in the environment qsub reads), and only those that are set. Recorded like slurm.submit."""
     root = spec.run_root
     root.mkdir(parents=True, exist_ok=True)
     stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
@@ -193,8 +195,10 @@ def submit(spec: ClusterSpec, when: datetime | None = None) -> JobRecord:
         args.append("-V")  # the wrapper would put `-v` values on sbatch's command line (ps)
     elif names:
         args += ["-v", ",".join(names)]
-    proc = run_tool([*args, str(script)])
-    job_id = check_job_id(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+    with signals_deferred():
+        proc = run_tool([*args, str(script)])
+        job_id = check_job_id(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+        submitted.record("pbs", job_id, spec.name, owned=owned)
     short = job_id.split(".")[0]
     rootp = root.resolve()
     rec = JobRecord("pbs", job_id, spec.name, str(script.resolve()), str(output),

@@ -26,8 +26,10 @@ from servemark.errors import ConfigError
 
 
 def state_dir() -> Path:
-    """``SERVEMARK_STATE`` if set, else the platform's user state directory."""
-    return Path(os.environ.get("SERVEMARK_STATE") or user_state_dir("servemark"))
+    """``SERVEMARK_STATE`` if set (``SERVEMARK_STATE_DIR``, its older spelling, too), else the
+    platform's user state directory."""
+    return Path(os.environ.get("SERVEMARK_STATE") or os.environ.get("SERVEMARK_STATE_DIR")
+                or user_state_dir("servemark"))
 
 
 def registry_dir() -> Path:
@@ -167,6 +169,21 @@ def _create_time(pid: int) -> float:
         return 0.0
 
 
+def me() -> tuple[int, float]:
+    """This process: its PID and creation time, as records name an owner."""
+    pid = os.getpid()
+    return pid, _create_time(pid)
+
+
+def process_alive(pid: int, started_at: float) -> bool:
+    """Whether ``pid`` still is the process that started at ``started_at`` (not a reuse)."""
+    try:
+        proc = psutil.Process(pid)
+        return abs(proc.create_time() - started_at) <= 2 and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 @dataclass
 class OwnedProcess:
     """A server started by the servemark process ``owner_pid``, which will stop it itself."""
@@ -177,12 +194,7 @@ class OwnedProcess:
     kind: str = "vllm"
 
     def owner_alive(self) -> bool:
-        try:
-            owner = psutil.Process(self.owner_pid)
-            return (abs(owner.create_time() - self.owner_started_at) <= 2
-                    and owner.status() != psutil.STATUS_ZOMBIE)
-        except psutil.Error:
-            return False
+        return process_alive(self.owner_pid, self.owner_started_at)
 
     @property
     def path(self) -> Path:

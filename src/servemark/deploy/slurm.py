@@ -12,6 +12,7 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from servemark.deploy import submitted
 from servemark.deploy.batch import (
     CANCELLED,
     COMPLETED,
@@ -30,6 +31,7 @@ from servemark.deploy.batch import (
     wait_for,
 )
 from servemark.deploy.cluster_spec import ClusterSpec
+from servemark.deploy.local import signals_deferred
 from servemark.deploy.render import render
 from servemark.errors import ConfigError, JobError
 
@@ -147,11 +149,15 @@ def write_script(spec: ClusterSpec, when: datetime | None = None) -> Path:
     return path
 
 
-def submit(spec: ClusterSpec) -> JobRecord:
-    """sbatch the rendered script from the current directory; the job id and where things go."""
+def submit(spec: ClusterSpec, *, owned: bool = False) -> JobRecord:
+    """sbatch the rendered script from the current directory; the job id and where things go.
+    The job is recorded (deploy.submitted) as ``owned`` by this process (it follows and stops
+    it) or as meant to keep running; a signal waits until that record is written."""
     script = write_script(spec)
-    proc = run_tool(["sbatch", "--parsable", str(script)])
-    job_id = check_job_id(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+    with signals_deferred():
+        proc = run_tool(["sbatch", "--parsable", str(script)])
+        job_id = check_job_id(proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else "")
+        submitted.record("slurm", job_id, spec.name, owned=owned)
     root = spec.run_root.resolve()
     rec = JobRecord("slurm", job_id, spec.name, str(script.resolve()),
                     str(root / f"{spec.name}-{job_id}.out"), str(root / f"{spec.name}-{job_id}"),

@@ -77,5 +77,6 @@ def two_node_slurm() -> Iterator[TwoNodes]:
 @pytest.fixture
 def job_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     d = tmp_path / "state"
-    monkeypatch.setenv("SERVEMARK_STATE_DIR", str(d))
+    monkeypatch.setenv("SERVEMARK_STATE", str(d))
+    monkeypatch.setenv("SERVEMARK_STATE_DIR", str(d))  # the older name, still read
     return d
