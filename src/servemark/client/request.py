@@ -1,7 +1,8 @@
 """Send one request and turn what comes back into a RequestRecord.
 
-The hot path per network read is: timestamp, SSE framing, one JSON decode per event, append.
-Token counting beyond ``usage`` and every derived metric happen after the request.
+The hot path per network read is: one timestamp, SSE framing, then one bulk decode of all its
+events (:mod:`servemark.client.bulk`) or, for unusual shapes, one JSON decode per event. Token
+counting beyond ``usage`` and every derived metric happen after the request.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from servemark.client.bulk import AVAILABLE as BULK
+from servemark.client.bulk import decode_joined
 from servemark.client.openai import (
     PATHS,
     GenerationOptions,
@@ -24,7 +27,7 @@ from servemark.client.openai import (
     error_from_body,
     parse_event,
 )
-from servemark.client.sse import SSEParser
+from servemark.client.sse import JOIN, SSEParser
 from servemark.client.transport import HttpRequest, Transport
 from servemark.metrics.record import RequestRecord
 
@@ -93,6 +96,7 @@ async def execute(
     usage: dict | None = None
     done = False
     finish: str | None = None
+    last_read: float | None = None
     start = clock()
     rec.start_s = start - t0
     try:
@@ -104,9 +108,34 @@ async def execute(
                 rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
             elif opts.stream:
                 parser = SSEParser()
+                # the transport may know when the bytes reached this machine (kernel receive
+                # timestamps, same clock as perf_counter): a busy client then does not add its
+                # own queueing to TTFT/ITL. Every event of one read shares its arrival time.
+                stamped = clock is time.perf_counter and hasattr(resp, "arrival")
                 async for chunk in resp.iter_chunks():
                     now = clock()
-                    for data in parser.feed(chunk):
+                    if stamped:
+                        arrival = resp.arrival  # type: ignore[attr-defined]
+                        if arrival is not None and start <= arrival < now:
+                            now = arrival
+                    joined = parser.feed_joined(chunk) if BULK else None
+                    if joined is not None:
+                        bulk = decode_joined(*joined)
+                        if bulk is not None:
+                            got, fin, use, saw_done = bulk
+                            if got:
+                                times.extend([now - start] * len(got))
+                                texts.extend(got)
+                            if fin:
+                                finish = fin
+                            if use:
+                                usage = use
+                            done = done or saw_done
+                            continue
+                        events = joined[0].split(JOIN)
+                    else:
+                        events = parser.feed(chunk)
+                    for data in events:
                         if data == b"[DONE]":
                             done = True
                             continue
@@ -120,6 +149,10 @@ async def execute(
                             usage = use
                         if error:
                             rec.error_kind, rec.error = "server_error", error
+                if stamped:  # the read that brought the last byte (maybe only the final chunk)
+                    arrival = resp.arrival  # type: ignore[attr-defined]
+                    if arrival is not None and start <= arrival < clock():
+                        last_read = arrival
                 for data in parser.close():
                     if data == b"[DONE]":
                         done = True
@@ -142,7 +175,8 @@ async def execute(
         rec.error_kind, rec.error = "cancelled", "cancelled by the user"
     except Exception as exc:  # a failed request is data, not an exception
         rec.error_kind, rec.error = _classify(exc)
-    rec.end_s = clock() - t0
+    # last byte: the kernel's arrival time of the last read when known (same clock), else now
+    rec.end_s = (last_read if last_read is not None else clock()) - t0
     rec.finish_reason = finish
     rec.ok = rec.error_kind is None
     _finish_counts(rec, texts, usage, count_tokens)
