@@ -51,6 +51,21 @@ INSTALL = {
     "sglang": [["--no-deps", "sglang"],
                ["aiohttp", "numpy", "requests", "tqdm", "transformers", "pillow", "pybase64"]],
 }
+NEEDS_PYTHON = {"inference-perf": (3, 12)}  # its releases require Python >= 3.12
+
+
+def _base_python(peer: str) -> str | None:
+    """A Python new enough for the peer: this one, or python3.X on PATH."""
+    need = NEEDS_PYTHON.get(peer)
+    if need is None or sys.version_info[:2] >= need:
+        return sys.executable
+    for minor in range(need[1], 16):
+        name = f"python3.{minor}"
+        candidates = [shutil.which(name), *map(str, Path.home().glob(f".pyenv/versions/3.{minor}*/bin/{name}"))]
+        for exe in filter(None, candidates):  # a pyenv shim may exist yet not run
+            if subprocess.run([exe, "-c", "pass"], capture_output=True).returncode == 0:
+                return exe
+    return None
 
 
 @dataclass
@@ -95,7 +110,10 @@ def install(peer: str, cache: Path) -> tuple[Path | None, str | None]:
         return py, None
     log = cache / f"{peer}.install.log"
     if not py.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+        base = _base_python(peer)
+        if base is None:
+            return None, f"needs Python >= {'.'.join(map(str, NEEDS_PYTHON[peer]))}, none on PATH"
+        subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
     with open(log, "w") as fh:
         for reqs in INSTALL[peer]:
             rc = subprocess.run([str(py), "-m", "pip", "install", "-q", *reqs], stdout=fh,
@@ -124,24 +142,8 @@ def _json_files(d: Path) -> list[Any]:
     return docs
 
 
-def _find(doc: Any, keys: tuple[str, ...]) -> Any:
-    """First value under any of ``keys`` anywhere in a JSON document."""
-    if isinstance(doc, dict):
-        for k in keys:
-            if k in doc:
-                return doc[k]
-        for v in doc.values():
-            if (got := _find(v, keys)) is not None:
-                return got
-    elif isinstance(doc, list):
-        for v in doc:
-            if (got := _find(v, keys)) is not None:
-                return got
-    return None
-
-
 def _mean(value: Any) -> float | None:
-    if isinstance(value, int | float):
+    if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, dict):
         for k in ("mean", "avg"):
@@ -153,12 +155,29 @@ def _mean(value: Any) -> float | None:
     return None
 
 
+def _find_mean(doc: Any, keys: tuple[str, ...]) -> float | None:
+    """The first mean found under any of ``keys`` anywhere in a JSON document."""
+    if isinstance(doc, dict):
+        for k in keys:
+            if k in doc and (m := _mean(doc[k])) is not None:
+                return m
+        children = list(doc.values())
+    elif isinstance(doc, list):
+        children = doc
+    else:
+        return None
+    for v in children:
+        if (m := _find_mean(v, keys)) is not None:
+            return m
+    return None
+
+
 def _parser(ttft_keys: tuple[str, ...], itl_keys: tuple[str, ...], scale: float
             ) -> Callable[[Path], tuple[float | None, float | None]]:
     def parse(d: Path) -> tuple[float | None, float | None]:
         docs = _json_files(d)
-        ttft = _mean(_find(docs, ttft_keys))
-        itl = _mean(_find(docs, itl_keys))
+        ttft = _find_mean(docs, ttft_keys)
+        itl = _find_mean(docs, itl_keys)
         return (None if ttft is None else ttft * scale, None if itl is None else itl * scale)
     return parse
 
@@ -203,16 +222,20 @@ def job(tool: str, py: Path, base_url: str, tokenizer: Path, c: int, n: int, out
                 "--synthetic-input-tokens-stddev", "0", "--output-tokens-mean", str(OUTPUT_LEN),
                 "--output-tokens-stddev", "0", "--extra-inputs", "ignore_eos:true",
                 "--tokenizer", str(tokenizer), "--artifact-dir", str(out), "--ui-type", "none"]
-        return Job(argv, out, _parser(("time_to_first_token",), ("inter_token_latency",), 1e-3),
-                   {"HF_HUB_OFFLINE": "1"})
-    if tool == "guidellm":
-        data = f"prompt_tokens={INPUT_LEN},output_tokens={OUTPUT_LEN}"
-        argv = [str(py.parent / "guidellm"), "benchmark", "--target", base_url, "--model", MODEL,
-                "--processor", str(tokenizer), "--data", data, "--rate-type", "concurrent",
-                "--rate", str(c), "--max-requests", str(n), "--output-path",
-                str(out / "guidellm.json")]
+        # no HF_HUB_OFFLINE: aiperf's offline mode looks a local path up in the hub cache
+        return Job(argv, out, _parser(("time_to_first_token",), ("inter_token_latency",), 1e-3))
+    if tool == "guidellm":  # 0.8's `run` with kind=... options
+        argv = [str(py.parent / "guidellm"), "run",
+                "--backend", f"kind=openai_http,target={base_url},model={MODEL},"
+                             "request_format=/v1/completions",
+                "--profile", f"kind=concurrent,streams={c}",
+                "--constraint", f"kind=max_requests,count={n}",
+                "--tokenizer", f"kind=huggingface_auto,model={tokenizer}",
+                "--data", f"kind=synthetic_text,prompt_tokens={INPUT_LEN},output_tokens={OUTPUT_LEN}",
+                "--output", f"kind=json,path={out / 'guidellm.json'}",
+                "--disable-console-interactive"]
         return Job(argv, out, _parser(("time_to_first_token_ms",), ("inter_token_latency_ms",),
-                                      1e-3), {"HF_HUB_OFFLINE": "1", "GUIDELLM__LOGGING__DISABLED": "true"})
+                                      1e-3), {"HF_HUB_OFFLINE": "1"})
     if tool == "inference-perf":
         cfg = {
             "load": {"type": "concurrent", "concurrency": c, "num_requests": n},
@@ -391,6 +414,7 @@ def main() -> None:
     ap.add_argument("--vllm-python", default=sys.executable,
                     help="a Python with vLLM installed (for `bench serve`)")
     ap.add_argument("--timeout", type=float, default=300.0, help="seconds per client run")
+    ap.add_argument("--keep", type=Path, help="keep each client's logs and reports here")
     args = ap.parse_args()
     from servemark.demo.tinymodel import build_tiny_model
 
@@ -417,7 +441,8 @@ def main() -> None:
                 pythons[tool] = py
     print(f"machine: {ncpu} CPUs, stub on CPU {stub_cpu}, clients on CPU {client_cpu}; "
           f"{INPUT_LEN} in / {OUTPUT_LEN} out tokens, 1 token per chunk, closed loop")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = str(args.keep or scratch)
         unpaced = [run_one(t, py, c, args.num_requests, None, tokenizer, stub_cpu, client_cpu,
                            args.timeout, Path(tmp))
                    for c in (int(x) for x in args.concurrency.split(",")) for t, py in pythons.items()]
