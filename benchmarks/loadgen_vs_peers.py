@@ -7,9 +7,10 @@ from the Python that has vLLM (``--vllm-python``), starts servemark's stub in it
 pinned to the last core, and runs every client pinned to core 0: closed loop at each
 ``--concurrency``, 128-token prompts, 256 output tokens, one token per SSE chunk.
 
-Throughput is counted at the stub (completions and tokens between its first request and its last
-completion), so a tool's start-up and report writing do not count; client CPU is the CPU time of
-the client's whole process tree over that window (sampled with psutil). Then the same with the
+Throughput is counted at the stub from request arrivals past the initial burst of c (closed
+loop: a request is sent when one finished), so a tool's start-up, warm-up request and drain do
+not count; client CPU is the CPU time of the client's whole process tree over that same window
+(sampled with psutil every 0.1 s). Then the same with the
 stub pacing chunks (``--paced-ttft`` / ``--paced-itl``): each tool's own mean TTFT and ITL minus the
 truth. The tiny demo model's directory is every peer's tokenizer (no hub access needed); the stub
 serves that model name. Prints figures; it is a benchmark, not a test.
@@ -49,7 +50,11 @@ INSTALL = {
     "aiperf": [["aiperf"]],
     "inference-perf": [["inference-perf"]],
     "sglang": [["--no-deps", "sglang"],
-               ["aiohttp", "numpy", "requests", "tqdm", "transformers", "pillow", "pybase64"]],
+               ["aiohttp", "numpy", "requests", "tqdm", "transformers", "pillow", "pybase64",
+                # what `import sglang.bench_serving` pulls in through sglang.srt (found by trying)
+                "orjson", "psutil", "torch", "torchvision", "starlette", "msgspec", "pyzmq",
+                "IPython", "datasets", "apache-tvm-ffi", "sentencepiece", "compressed-tensors",
+                "gguf"]],
 }
 NEEDS_PYTHON = {"inference-perf": (3, 12)}  # its releases require Python >= 3.12
 
@@ -182,6 +187,19 @@ def _parser(ttft_keys: tuple[str, ...], itl_keys: tuple[str, ...], scale: float
     return parse
 
 
+def _sharegpt(out: Path, n: int) -> Path:
+    """A local ShareGPT-shaped file: sglang's random dataset samples its text from one (and would
+    download the real one from the hub otherwise)."""
+    words = ["the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while", "servers", "stream", "tokens"]
+    convs = [{"conversations": [
+        {"from": "human", "value": " ".join(words[(i + j) % len(words)] for j in range(200))},
+        {"from": "gpt", "value": " ".join(words[(i * 3 + j) % len(words)] for j in range(200))}]}
+        for i in range(n)]  # it uses at most one conversation per request
+    path = out / "sharegpt.json"
+    path.write_text(json.dumps(convs))
+    return path
+
+
 def job(tool: str, py: Path, base_url: str, tokenizer: Path, c: int, n: int, out: Path) -> Job:
     out.mkdir(parents=True, exist_ok=True)
     if tool == "servemark":
@@ -212,7 +230,8 @@ def job(tool: str, py: Path, base_url: str, tokenizer: Path, c: int, n: int, out
                 "--model", MODEL, "--tokenizer", str(tokenizer), "--dataset-name", "random",
                 "--random-input-len", str(INPUT_LEN), "--random-output-len", str(OUTPUT_LEN),
                 "--random-range-ratio", "1", "--num-prompts", str(n), "--max-concurrency", str(c),
-                "--output-file", str(out / "sglang.jsonl"), "--disable-tqdm"]
+                "--output-file", str(out / "sglang.jsonl"), "--disable-tqdm",
+                "--dataset-path", str(_sharegpt(out, n))]
         return Job(argv, out, _parser(("mean_ttft_ms",), ("mean_itl_ms",), 1e-3),
                    {"HF_HUB_OFFLINE": "1"})
     if tool == "aiperf":
@@ -238,7 +257,8 @@ def job(tool: str, py: Path, base_url: str, tokenizer: Path, c: int, n: int, out
                                       1e-3), {"HF_HUB_OFFLINE": "1"})
     if tool == "inference-perf":
         cfg = {
-            "load": {"type": "concurrent", "concurrency": c, "num_requests": n},
+            "load": {"type": "concurrent", "stages": [{"num_requests": n, "concurrency_level": c}],
+                     "worker_max_concurrency": c},
             "api": {"type": "completion", "streaming": True},
             "server": {"type": "vllm", "model_name": MODEL, "base_url": base_url,
                        "ignore_eos": True},
@@ -306,8 +326,8 @@ class TreeCPU:
         return prev[1]
 
 
-def stub_stats(base_url: str) -> dict[str, Any]:
-    with urllib.request.urlopen(base_url + "/stub/stats", timeout=10) as resp:  # noqa: S310
+def stub_stats(base_url: str, path: str = "/stub/stats") -> dict[str, Any]:
+    with urllib.request.urlopen(base_url + path, timeout=10) as resp:  # noqa: S310
         return json.loads(resp.read())
 
 
@@ -336,15 +356,22 @@ def run_one(tool: str, py: Path, c: int, n: int, paced: tuple[float, float] | No
                 rc = -9
             finally:
                 cpu.stop()
-        st = stub_stats(stub.base_url)
-    t0, t1 = st.get("first_request_at"), st.get("last_completion_at")
-    if rc != 0 or not st.get("completions") or t0 is None or t1 is None or t1 <= t0:
+        st = stub_stats(stub.base_url, "/stub/times")
+    arrivals, tokens = st["requests"], st["tokens"]
+    # Closed loop: each request after the first c is sent when one finished at the client, so
+    # the arrival rate past the initial burst is the client's completion rate. (The stub's own
+    # completions are not: it writes a whole zero-delay response into the socket buffer at once.)
+    # Left out: a tool's warm-up request and start-up gap (vLLM and sglang send one test prompt
+    # first), the initial burst of c, and the drain.
+    lo, hi = min(c + 2, len(arrivals) // 2), len(arrivals) - 1
+    if rc != 0 or hi - lo < 10 or arrivals[hi] <= arrivals[lo] or not tokens:
         tail = (j.out_dir / "client.log").read_text(errors="replace").strip().splitlines()[-3:]
-        res.error = f"exit {rc}, {st.get('completions', 0)} completions: {' | '.join(tail)[:300]}"
+        res.error = f"exit {rc}, {len(tokens)} completions: {' | '.join(tail)[:300]}"
         return res
+    t0, t1 = arrivals[lo], arrivals[hi]
     res.window_s = t1 - t0
-    res.requests_per_s = st["completions"] / res.window_s
-    res.tokens_per_s = st["output_tokens"] / res.window_s
+    res.requests_per_s = (hi - lo) / res.window_s
+    res.tokens_per_s = res.requests_per_s * sum(tokens) / len(tokens)
     res.client_cpu_s = cpu.at(t1) - cpu.at(t0)
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
         res.ttft_s, res.itl_s = j.parse(j.out_dir)  # best effort: each tool's own report

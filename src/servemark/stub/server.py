@@ -12,7 +12,8 @@ Chaos kinds: ``http503`` (with Retry-After), ``reset`` (TCP reset before any hea
 event), ``hang`` (reads the request, never answers).
 ``GET /stub/stats``: completions, output tokens, first request / last completion times
 (``time.perf_counter``, so a benchmark can count throughput at the server) and how late paced
-chunks were written on average (the stub's own error).
+chunks were written on average (the stub's own error); ``GET /stub/times``: the time of every
+generation request and completion, and each completion's output tokens.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import socket
 import struct
 import time
+from array import array
 from dataclasses import dataclass
 
 import orjson
@@ -62,11 +64,14 @@ class _Stub:
         self.cfg = cfg
         self.requests = 0
         self.completions = 0
-        self._cache: dict[tuple[bool, int, int], bytes] = {}  # whole unpaced responses
+        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}  # whole unpaced responses
         # how late paced chunks were written (the truth a client's timing is judged against)
         self.first_request_at: float | None = None  # perf_counter (same clock as CLOCK_MONOTONIC)
         self.last_completion_at: float | None = None
         self.output_tokens = 0
+        self.request_times = array("d")  # perf_counter of every generation request, in order
+        self.completion_times = array("d")  # ... and of every completion
+        self.completion_tokens = array("l")
         self.late_first_s = 0.0
         self.late_next_s = 0.0
         self.firsts = 0
@@ -76,6 +81,8 @@ class _Stub:
         self.completions += 1
         self.output_tokens += tokens
         self.last_completion_at = time.perf_counter()
+        self.completion_times.append(self.last_completion_at)
+        self.completion_tokens.append(tokens)
 
     def _response(self, status: int, body: bytes, ctype: bytes = b"application/json") -> bytes:
         reason = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests",
@@ -122,6 +129,11 @@ class _Stub:
                 "paced_first_chunks": self.firsts, "paced_next_chunks": self.nexts,
                 "mean_first_chunk_late_s": self.late_first_s / self.firsts if self.firsts else None,
                 "mean_next_chunk_late_s": self.late_next_s / self.nexts if self.nexts else None})))
+        elif method == b"GET" and path == b"/stub/times":
+            writer.write(self._response(200, orjson.dumps(
+                {"requests": self.request_times.tolist(),
+                 "completions": self.completion_times.tolist(),
+                 "tokens": self.completion_tokens.tolist()})))
         elif method == b"GET" and path == b"/version":
             writer.write(self._response(200, b'{"version":"stub"}'))
         elif method == b"POST" and path == b"/tokenize":
@@ -156,6 +168,7 @@ class _Stub:
         self.requests += 1
         if self.first_request_at is None:
             self.first_request_at = t_start
+        self.request_times.append(t_start)
         cfg = self.cfg
         try:
             req = orjson.loads(body)
@@ -211,6 +224,9 @@ class _Stub:
             return True
         k = max(cfg.tokens_per_chunk, 1)
         chunks = (n + k - 1) // k
+        # like vLLM: the usage chunk only when asked for (some clients index choices[0] blindly)
+        options = req.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         obj = "chat.completion.chunk" if chat else "text_completion"
 
         def build(i: int) -> bytes:
@@ -230,10 +246,11 @@ class _Stub:
         if not paced and fault is None:
             # zero-delay load: the whole response is one cached write, so the stub is never the
             # bottleneck of a client-capacity measurement
-            key = (chat, n, prompt_len)
+            key = (chat, n, prompt_len, with_usage)
             wire = self._cache.get(key)
             if wire is None:
-                tail = _event({"object": obj, "model": cfg.model, "choices": [], "usage": usage})
+                tail = (_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage})
+                        if with_usage else b"")
                 wire = b"".join(payload(i) for i in range(chunks)) + tail + _DONE + _END
                 if len(self._cache) < 256:
                     self._cache[key] = wire
@@ -288,7 +305,8 @@ class _Stub:
                     self.firsts += 1
                 if writer.transport.get_write_buffer_size():
                     await writer.drain()
-        writer.write(_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage}))
+        if with_usage:
+            writer.write(_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage}))
         if fault != "no_done":
             writer.write(_DONE)
         writer.write(_END)
