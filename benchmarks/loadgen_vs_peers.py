@@ -363,15 +363,23 @@ def run_one(tool: str, py: Path, c: int, n: int, paced: tuple[float, float] | No
     # completions are not: it writes a whole zero-delay response into the socket buffer at once.)
     # Left out: a tool's warm-up request and start-up gap (vLLM and sglang send one test prompt
     # first), the initial burst of c, and the drain.
+    # Paced: a request lasts TTFT + 255 gaps whatever the client does, so the window runs from
+    # the first of the last n requests (after any warm-up) to the last completion.
     lo, hi = min(c + 2, len(arrivals) // 2), len(arrivals) - 1
     if rc != 0 or hi - lo < 10 or arrivals[hi] <= arrivals[lo] or not tokens:
         tail = (j.out_dir / "client.log").read_text(errors="replace").strip().splitlines()[-3:]
         res.error = f"exit {rc}, {len(tokens)} completions: {' | '.join(tail)[:300]}"
         return res
-    t0, t1 = arrivals[lo], arrivals[hi]
-    res.window_s = t1 - t0
-    res.requests_per_s = (hi - lo) / res.window_s
-    res.tokens_per_s = res.requests_per_s * sum(tokens) / len(tokens)
+    if paced:
+        t0, t1 = arrivals[max(len(arrivals) - n, 0)], st["completions"][-1]
+        res.window_s = t1 - t0
+        res.requests_per_s = min(n, len(tokens)) / res.window_s
+        res.tokens_per_s = sum(tokens[-n:]) / res.window_s
+    else:
+        t0, t1 = arrivals[lo], arrivals[hi]
+        res.window_s = t1 - t0
+        res.requests_per_s = (hi - lo) / res.window_s
+        res.tokens_per_s = res.requests_per_s * sum(tokens) / len(tokens)
     res.client_cpu_s = cpu.at(t1) - cpu.at(t0)
     with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
         res.ttft_s, res.itl_s = j.parse(j.out_dir)  # best effort: each tool's own report
@@ -432,6 +440,7 @@ def main() -> None:
     ap.add_argument("--concurrency", default="64,256")
     ap.add_argument("--num-requests", type=int, default=2500, help="per unpaced run")
     ap.add_argument("--paced-requests", type=int, default=512, help="per paced run (0: skip)")
+    ap.add_argument("--only-paced", action="store_true", help="skip the unpaced runs")
     ap.add_argument("--paced-concurrency", type=int, default=256)
     ap.add_argument("--paced-ttft", type=float, default=0.050)
     ap.add_argument("--paced-itl", type=float, default=0.010)
@@ -470,12 +479,14 @@ def main() -> None:
           f"{INPUT_LEN} in / {OUTPUT_LEN} out tokens, 1 token per chunk, closed loop")
     with tempfile.TemporaryDirectory() as scratch:
         tmp = str(args.keep or scratch)
-        unpaced = [run_one(t, py, c, args.num_requests, None, tokenizer, stub_cpu, client_cpu,
-                           args.timeout, Path(tmp))
-                   for c in (int(x) for x in args.concurrency.split(",")) for t, py in pythons.items()]
-        print(f"\nunpaced (zero-delay stub), {args.num_requests} requests per run")
-        print_table(unpaced, None)
-        ratios(unpaced)
+        if not args.only_paced:
+            unpaced = [run_one(t, py, c, args.num_requests, None, tokenizer, stub_cpu, client_cpu,
+                               args.timeout, Path(tmp))
+                       for c in (int(x) for x in args.concurrency.split(","))
+                       for t, py in pythons.items()]
+            print(f"\nunpaced (zero-delay stub), {args.num_requests} requests per run")
+            print_table(unpaced, None)
+            ratios(unpaced)
         if args.paced_requests:
             paced = (args.paced_ttft, args.paced_itl)
             rows = [run_one(t, py, args.paced_concurrency, args.paced_requests, paced, tokenizer,
