@@ -14,7 +14,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from servemark.client.fasthttp import kernel_timestamps_enabled  # noqa: E402
 from servemark.load.calibrate import calibrate  # noqa: E402
+from servemark.load.eventloop import loop_name  # noqa: E402
 
 
 def main() -> None:
@@ -25,6 +27,8 @@ def main() -> None:
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and (os.cpu_count() or 1) > 1 and args.workers == 1:
         os.sched_setaffinity(0, {0})
+    print(f"event loop: {loop_name()}; kernel receive timestamps: "
+          f"{'on' if kernel_timestamps_enabled() else 'off'}")
     print(f"{'concurrency':>11} {'workers':>7} {'req/s':>9} {'tokens/s':>11} {'client CPU':>10}")
     for c in calibrate([int(x) for x in args.concurrency.split(",")], args.num_requests,
                        workers=args.workers):

@@ -23,6 +23,7 @@ from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
 from servemark.errors import ConfigError, ResultsError
+from servemark.load import eventloop
 from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.limits import ensure_open_files
 from servemark.load.runner import LiveCounters, RunControl, run_point
@@ -90,7 +91,7 @@ def bench(
 ) -> BenchResult:
     """Run a benchmark (blocking). ``handle_signals`` maps Ctrl-C to a graceful stop;
     ``resume`` continues a crashed run (see :func:`resume_bench`)."""
-    return asyncio.run(abench(config, progress, control, handle_signals, argv, resume=resume))
+    return eventloop.run(abench(config, progress, control, handle_signals, argv, resume=resume))
 
 
 def resume_bench(run_dir: Path, api_key: str | None = None, progress: BenchProgress | None = None,

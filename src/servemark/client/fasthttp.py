@@ -10,7 +10,12 @@ Content-Length / chunked / until-close bodies, keep-alive. TLS works through ``s
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import socket
 import ssl as ssl_module
+import struct
+import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,7 +29,10 @@ class HttpProtocolError(ConnectionError):
 
 
 class _Conn(asyncio.Protocol):
+    """A connection on an asyncio transport (TLS, or where kernel timestamps are off)."""
+
     __slots__ = ("buf", "closed", "exc", "loop", "transport", "waiter")
+    arrival = None  # no kernel timestamps: the reader's clock is the arrival time
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -58,18 +66,11 @@ class _Conn(asyncio.Protocol):
             w.set_result(None)
 
     async def wait(self, timeout: float | None) -> None:
-        """Wait for more bytes (or close); TimeoutError after ``timeout`` seconds of silence."""
-        fut = self.loop.create_future()
-        self.waiter = fut
-        handle = None
-        if timeout is not None:
-            handle = self.loop.call_later(timeout, _expire, fut)
-        try:
-            await fut
-        finally:
-            self.waiter = None
-            if handle is not None:
-                handle.cancel()
+        await _wait(self, timeout)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -77,9 +78,168 @@ class _Conn(asyncio.Protocol):
         self.closed = True
 
 
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
+_READ = 1 << 16
+_unpack_ts = struct.Struct("qq").unpack_from
+
+
+class _SockConn:
+    """A plain-TCP connection read with ``recvmsg`` so every read carries the kernel's receive
+    timestamp: ``arrival`` (a ``time.perf_counter`` reading) is when the latest bytes reached
+    this machine, not when a busy event loop got round to them — a saturated client then still
+    measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
+
+    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "loop", "sock", "waiter")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+        self.loop = loop
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buf = bytearray()
+        self.waiter: asyncio.Future[None] | None = None
+        self.closed = False
+        self.exc: BaseException | None = None
+        self.arrival: float | None = None
+        self._out = b""
+        loop.add_reader(self.fd, self._readable)
+
+    def _readable(self) -> None:
+        try:
+            data, anc, _, _ = self.sock.recvmsg(_READ, 64)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._wake_closed(exc)
+            return
+        if not data:
+            self._wake_closed(None)
+            return
+        self.buf += data
+        if anc:
+            sec, ns = _unpack_ts(anc[0][2])
+            now = time.perf_counter()
+            # CLOCK_REALTIME -> perf_counter, offset taken now (so NTP slewing cannot drift it)
+            arrival = sec + ns * 1e-9 - (time.time() - now)
+            self.arrival = arrival if now - 30.0 < arrival <= now else now
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _wake_closed(self, exc: BaseException | None) -> None:
+        if not self.closed:
+            self.loop.remove_reader(self.fd)
+        self.closed = True
+        self.exc = self.exc or exc
+        w = self.waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def write(self, data: bytes) -> None:
+        if self.closed:
+            return
+        if self._out:
+            self._out += data
+            return
+        try:
+            sent = self.sock.send(data)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as exc:
+            self._wake_closed(exc)
+            return
+        if sent < len(data):
+            self._out = data[sent:]
+            self.loop.add_writer(self.fd, self._writable)
+
+    def _writable(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.loop.remove_writer(self.fd)
+            self._wake_closed(exc)
+            return
+        self._out = self._out[sent:]
+        if not self._out:
+            self.loop.remove_writer(self.fd)
+
+    async def wait(self, timeout: float | None) -> None:
+        await _wait(self, timeout)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            self.loop.remove_reader(self.fd)
+            if self._out:
+                self.loop.remove_writer(self.fd)
+            self.sock.close()
+            self.fd = -1
+        self.closed = True
+
+
+Conn = _Conn | _SockConn
+
+
+async def _wait(conn: Conn, timeout: float | None) -> None:
+    """Wait for more bytes (or close); TimeoutError after ``timeout`` seconds of silence."""
+    loop = conn.loop
+    fut = loop.create_future()
+    conn.waiter = fut
+    handle = None
+    if timeout is not None:
+        handle = loop.call_later(timeout, _expire, fut)
+    try:
+        await fut
+    finally:
+        conn.waiter = None
+        if handle is not None:
+            handle.cancel()
+
+
+def kernel_timestamps_enabled() -> bool:
+    """Receive timestamps from the kernel (Linux, plain HTTP); SERVEMARK_KERNEL_TIMESTAMPS=0
+    turns them off (then arrival is when the event loop read the bytes)."""
+    return sys.platform == "linux" and os.environ.get("SERVEMARK_KERNEL_TIMESTAMPS", "1") != "0"
+
+
 def _expire(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_exception(TimeoutError("no data from the server within the read timeout"))
+
+
+class _Hex(dict[int, bytes]):
+    """Chunk-size line for a payload length (lower-case hex, as servers write it), memoized."""
+
+    def __missing__(self, n: int) -> bytes:
+        value = self[n] = b"%x" % n
+        return value
+
+
+_HEX = _Hex()
+_LAST = b"\r\n0\r\n\r\n"
+
+
+def _dechunk_whole(data: bytes) -> tuple[bytes, bool] | None:
+    """Bulk de-chunking at C speed when ``data`` is whole chunks whose payloads hold no CR/LF pair
+    (SSE streams usually: one event per chunk): split on CRLF, then check that every size line
+    equals its payload's length — the first payload containing CRLF would come out shorter than
+    its size, so a pass proves the split was the framing. None: use the general loop."""
+    if data.endswith(_LAST):
+        parts = data[:-7].split(b"\r\n")
+        finished = True
+    elif data.endswith(b"\r\n"):
+        parts = data[:-2].split(b"\r\n")
+        finished = False
+    else:
+        return None
+    if len(parts) & 1:
+        return None
+    payloads = parts[1::2]
+    sizes = parts[0::2]
+    # a zero size is the last chunk (maybe with trailers): the general loop handles it
+    if sizes != list(map(_HEX.__getitem__, map(len, payloads))) or b"0" in sizes:
+        return None
+    return b"".join(payloads), finished
 
 
 class _Response:
@@ -88,7 +248,7 @@ class _Response:
     __slots__ = ("_chunked", "_conn", "_deadline", "_done", "_keep_alive", "_read_timeout",
                  "_remaining", "headers", "status")
 
-    def __init__(self, conn: _Conn, read_timeout: float | None, deadline: float | None) -> None:
+    def __init__(self, conn: Conn, read_timeout: float | None, deadline: float | None) -> None:
         self._conn = conn
         self._read_timeout = read_timeout
         self._deadline = deadline
@@ -147,6 +307,10 @@ class _Response:
         terminating zero-size chunk was seen."""
         buf = self._conn.buf
         data = bytes(buf)
+        fast = _dechunk_whole(data)
+        if fast is not None:
+            buf.clear()
+            return fast
         find = data.find
         n = len(data)
         out: list[bytes] = []
@@ -217,6 +381,11 @@ class _Response:
         return b"".join([c async for c in self.iter_chunks()])
 
     @property
+    def arrival(self) -> float | None:
+        """Kernel receive time of the latest bytes (``time.perf_counter`` clock), or None."""
+        return self._conn.arrival
+
+    @property
     def reusable(self) -> bool:
         return self._done and self._keep_alive and not self._conn.closed and not self._conn.buf
 
@@ -226,12 +395,42 @@ class FastTransport:
 
     def __init__(self, max_connections: int = 0, timeouts: Timeouts | None = None) -> None:
         self._timeouts = timeouts or Timeouts()
-        self._idle: dict[tuple[str, str, int], list[_Conn]] = {}
-        self._all: set[_Conn] = set()
+        self._idle: dict[tuple[str, str, int], list[Conn]] = {}
+        self._all: set[Conn] = set()
+        self._kernel_ts = kernel_timestamps_enabled()
         self._ssl: ssl_module.SSLContext | None = None
         self._max = max_connections
 
-    async def _connect(self, scheme: str, host: str, port: int) -> _Conn:
+    async def _connect(self, scheme: str, host: str, port: int) -> Conn:
+        if scheme == "http" and self._kernel_ts:
+            conn: Conn = await asyncio.wait_for(self._connect_sock(host, port), self._timeouts.connect)
+            self._all.add(conn)
+            return conn
+        return await self._connect_transport(scheme, host, port)
+
+    async def _connect_sock(self, host: str, port: int) -> _SockConn:
+        loop = asyncio.get_running_loop()
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        error: OSError | None = None
+        for family, kind, proto, _, addr in infos:
+            sock = socket.socket(family, kind, proto)
+            try:
+                sock.setblocking(False)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                with contextlib.suppress(OSError):  # without it reads simply carry no stamp
+                    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+                await loop.sock_connect(sock, addr)
+            except OSError as exc:
+                sock.close()
+                error = exc
+                continue
+            except BaseException:
+                sock.close()
+                raise
+            return _SockConn(loop, sock)
+        raise error or OSError(f"cannot resolve {host}")
+
+    async def _connect_transport(self, scheme: str, host: str, port: int) -> _Conn:
         loop = asyncio.get_running_loop()
         ssl = None
         if scheme == "https":
@@ -242,8 +441,6 @@ class FastTransport:
         if conn.transport is not None:
             sock = conn.transport.get_extra_info("socket")
             if sock is not None:
-                import socket
-
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._all.add(conn)
         return conn
@@ -281,8 +478,7 @@ class FastTransport:
                 self._all.discard(candidate)
             if conn is None:
                 conn = await self._connect(scheme, host, port)
-            assert conn.transport is not None
-            conn.transport.write(wire)
+            conn.write(wire)
             resp = _Response(conn, t.read, deadline)
             try:
                 await resp.read_head()

@@ -1,7 +1,9 @@
 """Send one request and turn what comes back into a RequestRecord.
 
-The hot path per network read is: timestamp, SSE framing, one JSON decode per event, append.
-Token counting beyond ``usage`` and every derived metric happen after the request.
+The hot path per network read is: one timestamp, SSE framing, then one bulk decode of all its
+events (:mod:`servemark.client.bulk`) or, for unusual shapes, one JSON decode per event. Token
+counting beyond ``usage`` and every derived metric happen after the request. Retries (429/503,
+connections refused before any byte) stay inside one record.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 
 import aiohttp
 
+from servemark.client.bulk import AVAILABLE as BULK
+from servemark.client.bulk import decode_joined
 from servemark.client.openai import (
     PATHS,
     GenerationOptions,
@@ -27,7 +31,7 @@ from servemark.client.openai import (
     parse_event,
 )
 from servemark.client.ports import is_ports_exhausted, ports_exhausted_line
-from servemark.client.sse import SSEParser
+from servemark.client.sse import JOIN, SSEParser
 from servemark.client.transport import HttpRequest, Transport
 from servemark.metrics.record import RequestRecord
 
@@ -78,6 +82,83 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     return "client_error", f"{type(exc).__name__}: {exc}"
 
 
+@dataclass(slots=True)
+class _Stream:
+    """What one streamed response carried, filled in while it is read."""
+
+    texts: list[str] = field(default_factory=list)
+    usage: dict | None = None
+    finish: str | None = None
+    done: bool = False
+    error: str | None = None
+    last_read: float | None = None  # kernel arrival time of the read with the last byte
+
+
+async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
+                       clock: Clock, on_first: Callable[[], None]) -> None:
+    """Read an SSE response into ``times`` (one entry per content chunk) and ``out``.
+
+    The transport may know when the bytes reached this machine (kernel receive timestamps, same
+    clock as perf_counter): a busy client then does not add its own queueing to TTFT/ITL. Every
+    event of one read shares its arrival time."""
+    parser = SSEParser()
+    texts = out.texts
+    stamped = clock is time.perf_counter and hasattr(resp, "arrival")
+    async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
+        now = clock()
+        if stamped:
+            arrival = resp.arrival  # type: ignore[attr-defined]
+            if arrival is not None and start <= arrival < now:
+                now = arrival
+        first = not times
+        joined = parser.feed_joined(chunk) if BULK else None
+        if joined is not None:
+            bulk = decode_joined(*joined)
+            if bulk is not None:
+                got, fin, use, saw_done = bulk
+                if got:
+                    times.extend([now - start] * len(got))
+                    texts.extend(got)
+                if fin:
+                    out.finish = fin
+                if use:
+                    out.usage = use
+                out.done = out.done or saw_done
+                if first and times:
+                    on_first()
+                continue
+            events = joined[0].split(JOIN)
+        else:
+            events = parser.feed(chunk)
+        for data in events:
+            if data == b"[DONE]":
+                out.done = True
+                continue
+            text, fin, use, error = parse_event(data)
+            if text:
+                times.append(now - start)
+                texts.append(text)
+            if fin:
+                out.finish = fin
+            if use:
+                out.usage = use
+            if error:
+                out.error = error
+        if first and times:
+            on_first()
+    if stamped:  # the read that brought the last byte (maybe only the final chunk)
+        arrival = resp.arrival  # type: ignore[attr-defined]
+        if arrival is not None and start <= arrival < clock():
+            out.last_read = arrival
+    for data in parser.close():
+        if data == b"[DONE]":
+            out.done = True
+        else:
+            delta = decode_event(data)
+            if delta.usage:
+                out.usage = delta.usage
+
+
 async def execute(
     transport: Transport,
     target: Target,
@@ -112,14 +193,15 @@ async def execute(
         turn=spec.turn,
     )
     times = rec.chunk_times_s
-    texts: list[str] = []
-    usage: dict | None = None
-    done = False
-    finish: str | None = None
+    out = _Stream()
     start = clock()
     rec.start_s = start - t0  # every attempt's timing counts from the first send
     rec.attempts = 0
     first_token = asyncio.timeout(opts.first_token_timeout_s)
+
+    def got_first_token() -> None:
+        first_token.reschedule(None)
+
     try:
         async with first_token:
             while True:
@@ -139,42 +221,19 @@ async def execute(
                                 rec.error_kind = "http_status"
                                 rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
                         elif opts.stream:
-                            parser = SSEParser()
-                            async for chunk in resp.iter_chunks():
-                                now = clock()
-                                for data in parser.feed(chunk):
-                                    if data == b"[DONE]":
-                                        done = True
-                                        continue
-                                    text, fin, use, error = parse_event(data)
-                                    if text:
-                                        if not times:
-                                            first_token.reschedule(None)
-                                        times.append(now - start)
-                                        texts.append(text)
-                                    if fin:
-                                        finish = fin
-                                    if use:
-                                        usage = use
-                                    if error:
-                                        rec.error_kind, rec.error = "server_error", error
-                            for data in parser.close():
-                                if data == b"[DONE]":
-                                    done = True
-                                else:
-                                    delta = decode_event(data)
-                                    if delta.usage:
-                                        usage = delta.usage
-                            if rec.error_kind is None and not done:
+                            await _read_stream(resp, times, out, start, clock, got_first_token)
+                            if out.error:
+                                rec.error_kind, rec.error = "server_error", out.error
+                            elif not out.done:
                                 rec.error_kind = "truncated"
                                 rec.error = "stream ended before [DONE]"
                         else:
                             delta = decode_body(await resp.read())
-                            first_token.reschedule(None)
+                            got_first_token()
                             if delta.error:
                                 rec.error_kind, rec.error = "server_error", delta.error
-                            texts.append(delta.text)
-                            usage, finish = delta.usage, delta.finish_reason
+                            out.texts.append(delta.text)
+                            out.usage, out.finish = delta.usage, delta.finish_reason
                 except (ConnectionError, aiohttp.ClientConnectionError) as exc:
                     # nothing of this attempt reached us, so sending again cannot double-count
                     if (answered or rec.attempts > opts.retries
@@ -194,12 +253,13 @@ async def execute(
             rec.error = f"no first token within {opts.first_token_timeout_s:g} s"
         else:
             rec.error_kind, rec.error = _classify(exc)
-    rec.end_s = clock() - t0
-    rec.finish_reason = finish
+    # last byte: the kernel's arrival time of the last read when known (same clock), else now
+    rec.end_s = (out.last_read if out.last_read is not None else clock()) - t0
+    rec.finish_reason = out.finish
     rec.ok = rec.error_kind is None
-    _finish_counts(rec, texts, usage, count_tokens)
+    _finish_counts(rec, out.texts, out.usage, count_tokens)
     if on_text is not None:
-        on_text(rec, "".join(texts))
+        on_text(rec, "".join(out.texts))
     return rec
 
 

@@ -189,7 +189,11 @@ async def run_point(
         for offset in offsets:
             if deadline is not None and start + offset >= deadline:
                 break
-            if await control.wait_stop(start + offset - clock()):
+            # a loop's timer may fire up to a tick early (uvloop: 1 ms); never send early
+            while (left := start + offset - clock()) > 0:
+                if await control.wait_stop(left):
+                    break
+            if control.stop_requested:
                 break
             spec = take()
             if spec is None:

@@ -10,6 +10,10 @@ mid-stream), ``no_done`` (stream ends without [DONE]), ``stall`` (stops sending 
 Chaos kinds: ``http503`` (with Retry-After), ``reset`` (TCP reset before any header), ``bad_utf8``
 (an event whose bytes are invalid UTF-8, split across two HTTP chunks), ``giant`` (one 4 MiB
 event), ``hang`` (reads the request, never answers).
+``GET /stub/stats``: completions, output tokens, first request / last completion times
+(``time.perf_counter``, so a benchmark can count throughput at the server) and how late paced
+chunks were written on average (the stub's own error); ``GET /stub/times``: the time of every
+generation request and completion, and each completion's output tokens.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import contextlib
 import socket
 import struct
 import time
+from array import array
 from dataclasses import dataclass
 
 import orjson
@@ -59,7 +64,25 @@ class _Stub:
         self.cfg = cfg
         self.requests = 0
         self.completions = 0
-        self._cache: dict[tuple[bool, int, int], bytes] = {}  # whole unpaced responses
+        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}  # whole unpaced responses
+        # how late paced chunks were written (the truth a client's timing is judged against)
+        self.first_request_at: float | None = None  # perf_counter (same clock as CLOCK_MONOTONIC)
+        self.last_completion_at: float | None = None
+        self.output_tokens = 0
+        self.request_times = array("d")  # perf_counter of every generation request, in order
+        self.completion_times = array("d")  # ... and of every completion
+        self.completion_tokens = array("l")
+        self.late_first_s = 0.0
+        self.late_next_s = 0.0
+        self.firsts = 0
+        self.nexts = 0
+
+    def _completed(self, tokens: int) -> None:
+        self.completions += 1
+        self.output_tokens += tokens
+        self.last_completion_at = time.perf_counter()
+        self.completion_times.append(self.last_completion_at)
+        self.completion_tokens.append(tokens)
 
     def _response(self, status: int, body: bytes, ctype: bytes = b"application/json") -> bytes:
         reason = {200: b"OK", 404: b"Not Found", 429: b"Too Many Requests",
@@ -98,6 +121,19 @@ class _Stub:
             writer.write(self._response(200, orjson.dumps(doc)))
         elif method == b"GET" and path in (b"/health", b"/ping"):
             writer.write(self._response(200, b""))
+        elif method == b"GET" and path == b"/stub/stats":
+            writer.write(self._response(200, orjson.dumps({
+                "requests": self.requests, "completions": self.completions,
+                "output_tokens": self.output_tokens, "first_request_at": self.first_request_at,
+                "last_completion_at": self.last_completion_at,
+                "paced_first_chunks": self.firsts, "paced_next_chunks": self.nexts,
+                "mean_first_chunk_late_s": self.late_first_s / self.firsts if self.firsts else None,
+                "mean_next_chunk_late_s": self.late_next_s / self.nexts if self.nexts else None})))
+        elif method == b"GET" and path == b"/stub/times":
+            writer.write(self._response(200, orjson.dumps(
+                {"requests": self.request_times.tolist(),
+                 "completions": self.completion_times.tolist(),
+                 "tokens": self.completion_tokens.tolist()})))
         elif method == b"GET" and path == b"/version":
             writer.write(self._response(200, b'{"version":"stub"}'))
         elif method == b"POST" and path == b"/tokenize":
@@ -130,6 +166,9 @@ class _Stub:
     async def generate(self, chat: bool, body: bytes, writer: asyncio.StreamWriter) -> bool:
         t_start = time.perf_counter()
         self.requests += 1
+        if self.first_request_at is None:
+            self.first_request_at = t_start
+        self.request_times.append(t_start)
         cfg = self.cfg
         try:
             req = orjson.loads(body)
@@ -181,13 +220,16 @@ class _Stub:
                 {"object": "chat.completion" if chat else "text_completion", "model": cfg.model,
                  "choices": [choice], "usage": usage})))
             await writer.drain()
-            self.completions += 1
+            self._completed(n)
             return True
         k = max(cfg.tokens_per_chunk, 1)
         chunks = (n + k - 1) // k
+        # like vLLM: the usage chunk only when asked for (some clients index choices[0] blindly)
+        options = req.get("stream_options")
+        with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         obj = "chat.completion.chunk" if chat else "text_completion"
 
-        def payload(i: int) -> bytes:
+        def build(i: int) -> bytes:
             count = min(k, n - i * k)
             text = "tok " * count
             finish = "length" if i == chunks - 1 else None
@@ -195,20 +237,26 @@ class _Stub:
                       else {"index": 0, "text": text, "finish_reason": finish})
             return _event({"object": obj, "model": cfg.model, "choices": [choice]})
 
+        middle = build(0) if chunks > 1 else b""  # every chunk but the last is the same bytes
+
+        def payload(i: int) -> bytes:
+            return middle if i < chunks - 1 else build(i)
+
         paced = cfg.ttft_s > 0 or cfg.itl_s > 0
         if not paced and fault is None:
             # zero-delay load: the whole response is one cached write, so the stub is never the
             # bottleneck of a client-capacity measurement
-            key = (chat, n, prompt_len)
+            key = (chat, n, prompt_len, with_usage)
             wire = self._cache.get(key)
             if wire is None:
-                tail = _event({"object": obj, "model": cfg.model, "choices": [], "usage": usage})
+                tail = (_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage})
+                        if with_usage else b"")
                 wire = b"".join(payload(i) for i in range(chunks)) + tail + _DONE + _END
                 if len(self._cache) < 256:
                     self._cache[key] = wire
             writer.write(_HEAD_SSE + wire)
             await writer.drain()
-            self.completions += 1
+            self._completed(n)
             return True
         writer.write(_HEAD_SSE)
         for i in range(chunks):
@@ -216,8 +264,14 @@ class _Stub:
                 due = t_start + cfg.ttft_s + i * cfg.itl_s
                 delay = due - time.perf_counter()
                 if delay > 0:
-                    await writer.drain()
-                    await asyncio.sleep(delay)
+                    if writer.transport.get_write_buffer_size():
+                        await writer.drain()
+                    # a loop's timer may fire up to a tick early (uvloop: 1 ms); never send early
+                    while delay > 0:
+                        await asyncio.sleep(delay)
+                        delay = due - time.perf_counter()
+            if writer.transport.is_closing():  # the client went away (drain is skipped)
+                return False
             if fault == "bad_utf8" and i == 1:
                 head, tail = b'data: {"choices":[{"index":0,"text":"\xc3', b'\x28 x"}]}\n\n'
                 writer.write(_chunk(head))
@@ -242,13 +296,22 @@ class _Stub:
                 await asyncio.sleep(3600)
             writer.write(payload(i))
             if paced:
-                await writer.drain()
-        writer.write(_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage}))
+                late = time.perf_counter() - t_start - cfg.ttft_s - i * cfg.itl_s
+                if i:
+                    self.late_next_s += late
+                    self.nexts += 1
+                else:
+                    self.late_first_s += late
+                    self.firsts += 1
+                if writer.transport.get_write_buffer_size():
+                    await writer.drain()
+        if with_usage:
+            writer.write(_event({"object": obj, "model": cfg.model, "choices": [], "usage": usage}))
         if fault != "no_done":
             writer.write(_DONE)
         writer.write(_END)
         await writer.drain()
-        self.completions += 1
+        self._completed(n)
         return True
 
 

@@ -1,0 +1,101 @@
+"""Timing fidelity: how far servemark's measured TTFT and ITL are from a server's known truth.
+
+The stub runs in its own process (pinned to the last core where taskset exists) with a known
+50 ms TTFT and 10 ms between chunks; the client (pinned to core 0) runs closed loop at 256 and
+1,024 concurrent streams. Printed: measured mean ITL and TTFT minus the truth, the stub's own
+lateness (``/stub/stats``: how late it actually wrote its chunks), and under saturation (a
+zero-delay stub, c=256) the TTFT inflation. Targets of the load-generator issue: ITL within
+0.5 ms, TTFT within 2 ms, saturation TTFT inflation under 5 ms. Prints figures; not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from servemark.api import bench  # noqa: E402
+from servemark.spec import BenchConfig  # noqa: E402
+from servemark.stub.process import StubProcess  # noqa: E402
+
+
+@dataclass(frozen=True)
+class Fidelity:
+    concurrency: int
+    ttft_truth_s: float
+    itl_truth_s: float
+    ttft_mean_s: float
+    itl_mean_s: float
+    stub_first_late_s: float | None
+    stub_next_late_s: float | None
+    chunks_per_s: float
+    client_cpu_util: float | None
+
+    @property
+    def ttft_error_s(self) -> float:
+        return self.ttft_mean_s - self.ttft_truth_s
+
+    @property
+    def itl_error_s(self) -> float:
+        return self.itl_mean_s - self.itl_truth_s
+
+
+def measure(concurrency: int, ttft_s: float, itl_s: float, output_len: int, rounds: int,
+            stub_cpu: int | None) -> Fidelity:
+    """One closed-loop point: ``rounds`` requests per stream against a paced stub."""
+    with StubProcess("--ttft", str(ttft_s), "--itl", str(itl_s), cpu=stub_cpu) as stub, \
+            tempfile.TemporaryDirectory() as tmp:
+        cfg = BenchConfig(base_url=stub.base_url, concurrency=[concurrency],
+                          num_requests=concurrency * rounds, input_len=128, output_len=output_len,
+                          output_dir=Path(tmp) / "run", results_root=Path(tmp))
+        p = bench(cfg).points[0]
+        with urllib.request.urlopen(stub.base_url + "/stub/stats", timeout=5) as resp:  # noqa: S310
+            stats = json.loads(resp.read())
+    chunks = (p.output_tokens_per_s or 0.0)
+    return Fidelity(concurrency, ttft_s, itl_s, p.ttft_s.mean or 0.0, p.itl_s.mean or 0.0,
+                    stats.get("mean_first_chunk_late_s"), stats.get("mean_next_chunk_late_s"),
+                    chunks, p.fidelity.client_cpu_util if p.fidelity else None)
+
+
+def _ms(v: float | None, signed: bool = True) -> str:
+    if v is None:
+        return "–"
+    return f"{v * 1000:+.3f}" if signed else f"{v * 1000:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--concurrency", default="256,1024")
+    parser.add_argument("--output-len", type=int, default=64, help="chunks per response")
+    parser.add_argument("--rounds", type=int, default=2, help="requests per stream")
+    parser.add_argument("--ttft", type=float, default=0.050)
+    parser.add_argument("--itl", type=float, default=0.010)
+    args = parser.parse_args()
+    ncpu = os.cpu_count() or 1
+    stub_cpu = ncpu - 1 if ncpu > 1 else None
+    if hasattr(os, "sched_setaffinity") and ncpu > 1:
+        os.sched_setaffinity(0, {0})
+    print(f"truth: TTFT {args.ttft * 1000:.0f} ms, ITL {args.itl * 1000:.0f} ms, "
+          f"{args.output_len} chunks per response")
+    print(f"{'streams':>7} {'TTFT err ms':>11} {'ITL err ms':>10} {'stub late 1st/next ms':>21} "
+          f"{'chunks/s':>9} {'client CPU':>10}")
+    for c in (int(x) for x in args.concurrency.split(",")):
+        f = measure(c, args.ttft, args.itl, args.output_len, args.rounds, stub_cpu)
+        util = "–" if f.client_cpu_util is None else f"{f.client_cpu_util:.0%}"
+        late = f"{_ms(f.stub_first_late_s)}/{_ms(f.stub_next_late_s)}"
+        print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.itl_error_s):>10} {late:>21} "
+              f"{f.chunks_per_s:>9,.0f} {util:>10}")
+    sat = measure(256, 0.0, 0.0, 256, 4, stub_cpu)
+    print(f"saturation (zero-delay stub, c=256, 256 chunks): mean TTFT {_ms(sat.ttft_mean_s, False)} ms, "
+          f"{sat.chunks_per_s:,.0f} chunks/s")
+
+
+if __name__ == "__main__":
+    main()

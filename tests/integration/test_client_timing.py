@@ -1,0 +1,64 @@
+"""A busy client still measures the server: kernel receive timestamps keep the client's own
+delays out of TTFT and ITL (against the paced stub in its own process)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from servemark.client.fasthttp import FastTransport
+from servemark.client.openai import GenerationOptions, RequestSpec
+from servemark.client.request import Target, execute
+from servemark.load import eventloop
+from servemark.metrics import derive
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="kernel timestamps are Linux's")
+
+
+def ttft_with_blocked_loop(base_url: str, output_len: int = 1) -> float:
+    """TTFT of one request while the event loop is blocked for 300 ms from 20 ms after the send:
+    the server's response (first chunk at 50 ms) waits in the socket meanwhile. (Chunks that
+    queue up together share the kernel's arrival time of the latest, so one chunk is sent.)"""
+
+    async def go() -> float:
+        t = FastTransport()
+        try:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.02, time.sleep, 0.3)
+            rec = await execute(t, Target(base_url), RequestSpec(0, "completions", prompt="x" * 8,
+                                                                 output_len=output_len),
+                                GenerationOptions(model="stub"), t0=time.perf_counter())
+        finally:
+            await t.close()
+        assert rec.ok, rec.error
+        ttft = derive.ttft_s(rec)
+        assert ttft is not None
+        return ttft
+
+    return eventloop.run(go())
+
+
+def test_blocked_client_loop_does_not_inflate_ttft(stub_server, monkeypatch) -> None:
+    stub = stub_server("--ttft", "0.05", "--itl", "0.01")
+    ttft = ttft_with_blocked_loop(stub.base_url)
+    assert 0.049 <= ttft < 0.15  # the kernel saw the chunk at ~50 ms; the loop woke at ~320 ms
+    # the same with timestamps off: the client's own 300 ms stall lands in TTFT (the test can fail)
+    monkeypatch.setenv("SERVEMARK_KERNEL_TIMESTAMPS", "0")
+    ttft_off = ttft_with_blocked_loop(stub.base_url)
+    assert ttft_off >= 0.3
+
+
+def test_stub_reports_its_own_pacing_and_counts(stub_server) -> None:
+    stub = stub_server("--ttft", "0.02", "--itl", "0.005")
+    ttft_with_blocked_loop(stub.base_url, output_len=8)
+    with urllib.request.urlopen(stub.base_url + "/stub/stats", timeout=5) as resp:
+        stats = json.loads(resp.read())
+    assert stats["completions"] == 1 and stats["output_tokens"] == 8
+    assert stats["paced_first_chunks"] == 1 and stats["paced_next_chunks"] == 7
+    assert 0 <= stats["mean_first_chunk_late_s"] < 0.1  # never early
+    assert stats["last_completion_at"] > stats["first_request_at"]
