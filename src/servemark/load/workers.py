@@ -31,6 +31,7 @@ import orjson
 from servemark.client.openai import GenerationOptions, RequestSpec
 from servemark.client.request import Target, execute
 from servemark.client.transport import Timeouts
+from servemark.load import eventloop
 from servemark.load.balance import make_picker
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
@@ -213,7 +214,7 @@ def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> No
         conn.send(("done", (time.process_time() - cpu0, acc)))
 
     with contextlib.suppress(KeyboardInterrupt):  # the parent decides when to stop
-        asyncio.run(run())
+        eventloop.run(run())
 
 
 async def run_point_workers(
