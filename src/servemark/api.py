@@ -11,7 +11,7 @@ import contextlib
 import random
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -350,33 +350,32 @@ async def abench(
 
             write_failed: list[ResultsError] = []
 
-            def on_record(rec: RequestRecord, acc: PointAccumulator = acc,
-                          live: LiveCounters = live,
-                          write_failed: list[ResultsError] = write_failed) -> None:
-                assert writer is not None
+            def write_or_stop(write: Callable[[Any], None], data: Any,
+                              write_failed: list[ResultsError] = write_failed) -> bool:
+                """Append to requests.jsonl; a failed write (disk full) stops the run now and
+                keeps what was written."""
                 if write_failed:
-                    return
+                    return False
                 try:
-                    writer.append(rec)
-                except ResultsError as exc:  # disk full: stop now, keep what was written
-                    write_failed.append(exc)
-                    control.cancel()
-                    return
-                acc.add(rec)
-                progress.request_done(rec, live)
-
-            def on_lines(data: bytes, last: RequestRecord, live: LiveCounters = live,
-                         write_failed: list[ResultsError] = write_failed) -> None:
-                assert writer is not None
-                if write_failed:
-                    return
-                try:
-                    writer.append_lines(data)
+                    write(data)
                 except ResultsError as exc:
                     write_failed.append(exc)
                     control.cancel()
-                    return
-                progress.request_done(last, live)
+                    return False
+                return True
+
+            def on_record(rec: RequestRecord, acc: PointAccumulator = acc,
+                          live: LiveCounters = live, write_or_stop=write_or_stop) -> None:
+                assert writer is not None
+                if write_or_stop(writer.append, rec):
+                    acc.add(rec)
+                    progress.request_done(rec, live)
+
+            def on_lines(data: bytes, last: RequestRecord, live: LiveCounters = live,
+                         write_or_stop=write_or_stop) -> None:
+                assert writer is not None
+                if write_or_stop(writer.append_lines, data):
+                    progress.request_done(last, live)
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
