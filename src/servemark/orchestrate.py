@@ -9,6 +9,7 @@ Run directory: ``experiment.json`` (the validated spec, secrets hidden), ``deplo
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 from servemark.api import BenchResult, bench
 from servemark.deploy.replicas import Deployment, ReplicaProgress
 from servemark.errors import ConfigError, ResultsError, ServerStartError
-from servemark.experiment import PLACEHOLDER_URL, ExperimentSpec, parse_spec
+from servemark.experiment import PLACEHOLDER_URL, DeployConfig, ExperimentSpec, parse_spec
 from servemark.load.runner import RunControl
 from servemark.progress import BenchProgress
-from servemark.store.resume import config_from_doc, load_resume_state
+from servemark.spec import BenchConfig
+from servemark.store.resume import ResumeState, config_from_doc, load_resume_state
 from servemark.store.rundir import default_run_dir, utc_now
 
 EXPERIMENT_JSON = "experiment.json"
@@ -79,22 +81,41 @@ def run_experiment(
                        argv=argv)
         return ExperimentResult(run_dir, result)
 
-    with Deployment(spec.deploy, run_dir) as deployment:
-        deployment.start(on_deploy_progress)
-        described = deployment.describe()
-        _write_json(run_dir / DEPLOYMENT_JSON, described)
-        if on_ready is not None:
-            on_ready(deployment)
+    def config_for(deployment: Deployment) -> BenchConfig:
         urls = deployment.base_urls
         model = spec.bench.get("model") or deployment.served_model_name
-        cfg = spec.bench_config(urls[0] if len(urls) == 1 else urls, output_dir=run_dir,
-                                model=model)
-        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
-                       argv=argv)
+        return spec.bench_config(urls[0] if len(urls) == 1 else urls, output_dir=run_dir,
+                                 model=model)
+
+    return _deploy_and_bench(spec.deploy, run_dir, run_dir, config_for, on_deploy_progress,
+                             on_ready, progress=progress, control=control,
+                             handle_signals=handle_signals, argv=argv)
+
+
+def _deploy_and_bench(
+    deploy: DeployConfig,
+    run_dir: Path,
+    logs: Path,
+    config_for: Callable[[Deployment], BenchConfig],
+    on_deploy_progress: ReplicaProgress | None,
+    on_ready: Any,
+    resume: ResumeState | None = None,
+    **bench_kwargs: Any,
+) -> ExperimentResult:
+    """Start the servers (logs and ``deployment.json`` in ``logs``), benchmark them with the
+    config ``config_for`` builds from the running deployment, stop them; servers that died
+    during the run are recorded in ``deployment.json`` and returned as errors."""
+    with Deployment(deploy, logs) as deployment:
+        deployment.start(on_deploy_progress)
+        described = deployment.describe()
+        _write_json(logs / DEPLOYMENT_JSON, described)
+        if on_ready is not None:
+            on_ready(deployment)
+        result = bench(config_for(deployment), resume=resume, **bench_kwargs)
         errors = [deployment.failure(i) for i in deployment.dead()]
     if errors:
         described["died"] = [e.message for e in errors]
-        _write_json(run_dir / DEPLOYMENT_JSON, described)
+        _write_json(logs / DEPLOYMENT_JSON, described)
     return ExperimentResult(run_dir, result, described, errors)
 
 
@@ -147,15 +168,11 @@ def resume_experiment(
                        argv=argv, resume=state)
         return ExperimentResult(run_dir, result)
     logs = run_dir / f"resume-{utc_now().replace(':', '')}"
-    with Deployment(spec.deploy, logs) as deployment:
-        deployment.start(on_deploy_progress)
-        described = deployment.describe()
-        _write_json(logs / DEPLOYMENT_JSON, described)
-        if on_ready is not None:
-            on_ready(deployment)
+
+    def config_for(deployment: Deployment) -> BenchConfig:
         urls = deployment.base_urls
-        cfg = config_from_doc(state.doc, run_dir, key, base_url=urls[0] if len(urls) == 1 else urls)
-        result = bench(cfg, progress=progress, control=control, handle_signals=handle_signals,
-                       argv=argv, resume=state)
-        errors = [deployment.failure(i) for i in deployment.dead()]
-    return ExperimentResult(run_dir, result, described, errors)
+        return config_from_doc(state.doc, run_dir, key, base_url=urls[0] if len(urls) == 1 else urls)
+
+    return _deploy_and_bench(spec.deploy, run_dir, logs, config_for, on_deploy_progress, on_ready,
+                             resume=state, progress=progress, control=control,
+                             handle_signals=handle_signals, argv=argv)
