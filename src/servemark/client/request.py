@@ -253,8 +253,12 @@ async def execute(
             rec.error = f"no first token within {opts.first_token_timeout_s:g} s"
         else:
             rec.error_kind, rec.error = _classify(exc)
-    # last byte: the kernel's arrival time of the last read when known (same clock), else now
-    rec.end_s = (out.last_read if out.last_read is not None else clock()) - t0
+    # last byte: the kernel's arrival time of the last read when it came after the last content
+    # chunk's read (same clock); else (one read carried everything, or no stamp) now
+    last = out.last_read
+    if last is None or not times or last <= start + times[-1]:
+        last = clock()
+    rec.end_s = last - t0
     rec.finish_reason = out.finish
     rec.ok = rec.error_kind is None
     _finish_counts(rec, out.texts, out.usage, count_tokens)
