@@ -156,3 +156,128 @@ async def test_read_timeout_and_garbage() -> None:
     with pytest.raises(HttpProtocolError):
         await fetch(FastTransport(), url)
     server.close()
+
+
+# --- push mode: the body handed over from the read callback, no coroutine wake-up per read ---
+
+async def fetch_push(t: FastTransport, url: str) -> tuple[list[bytes], list[float | None]]:
+    got: list[bytes] = []
+    arrivals: list[float | None] = []
+
+    def consumer(payload: bytes, arrival: float | None) -> None:
+        got.append(payload)
+        arrivals.append(arrival)
+
+    async with t.open(HttpRequest("POST", url, b"{}")) as resp:
+        assert resp.can_push  # type: ignore[attr-defined]
+        await resp.push(consumer)  # type: ignore[attr-defined]
+        assert not resp.can_push  # type: ignore[attr-defined]
+    return got, arrivals
+
+
+@pytest.fixture(params=["1", "0"], ids=["kernel-stamps", "loop-reads"])
+def stamps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    monkeypatch.setenv("SERVEMARK_KERNEL_TIMESTAMPS", request.param)
+    return request.param == "1"
+
+
+@pytest.mark.parametrize("step", [1, 3, 1000])
+async def test_push_delivers_the_same_body_as_iteration(step: int, stamps: bool) -> None:
+    payloads = [b"data: a\n\n", b"data: bb\n\n", b"x" * 300, b"data: %d\n\n" % 7]
+    wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(*payloads)
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(r)
+            except asyncio.IncompleteReadError:
+                return
+            for i in range(0, len(wire), step):
+                w.write(wire[i:i + step])
+                await w.drain()
+                await asyncio.sleep(0)
+
+    server, url, conns = await serve(handler)
+    t = FastTransport()
+    got, arrivals = await fetch_push(t, url)
+    assert b"".join(got) == b"".join(payloads)
+    assert all((a is not None) == stamps for a in arrivals)
+    got2, _ = await fetch_push(t, url)  # the connection went back to the pool and is reused
+    assert b"".join(got2) == b"".join(payloads) and len(conns) == 1
+    await t.close()
+    server.close()
+
+
+async def test_push_errors_reach_the_caller(stamps: bool) -> None:
+    async def drop(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        await w.drain()
+        w.transport.abort()
+
+    server, url, _ = await serve(drop)
+    with pytest.raises(ConnectionError):
+        await fetch_push(FastTransport(), url)
+    server.close()
+
+    async def bad_size(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n")
+        await w.drain()
+        await asyncio.sleep(1)
+
+    server, url, _ = await serve(bad_size)
+    with pytest.raises(HttpProtocolError):
+        await fetch_push(FastTransport(), url)
+    server.close()
+
+    async def fine(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(b"data: 1\n\n"))
+        await w.drain()
+
+    def boom(payload: bytes, arrival: float | None) -> None:
+        raise ValueError("consumer failed")
+
+    server, url, _ = await serve(fine)
+    t = FastTransport()
+    with pytest.raises(ValueError, match="consumer failed"):
+        async with t.open(HttpRequest("POST", url, b"{}")) as resp:
+            await resp.push(boom)  # type: ignore[attr-defined]
+    await t.close()
+    server.close()
+
+
+async def test_push_read_timeout_counts_silence_not_the_whole_body(stamps: bool) -> None:
+    async def trickle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(6):  # 0.6 s in all, never 0.25 s without a byte
+            w.write(b"9\r\ndata: x\n\n\r\n")
+            await w.drain()
+            await asyncio.sleep(0.1)
+        w.write(b"0\r\n\r\n")
+        await w.drain()
+
+    server, url, _ = await serve(trickle)
+    got, _ = await fetch_push(FastTransport(timeouts=Timeouts(read=0.25)), url)
+    assert b"".join(got) == b"data: x\n\n" * 6
+    server.close()
+
+    async def stall(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await read_request(r)
+        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: x\n\n\r\n")
+        await w.drain()
+        await asyncio.sleep(5)
+
+    server, url, _ = await serve(stall)
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    with pytest.raises(TimeoutError, match="read timeout"):
+        await fetch_push(FastTransport(timeouts=Timeouts(read=0.25)), url)
+    assert 0.2 < loop.time() - began < 2.0
+    began = loop.time()
+    with pytest.raises(TimeoutError, match="total timeout"):
+        await fetch_push(FastTransport(timeouts=Timeouts(read=None, total=0.3)), url)
+    assert 0.25 < loop.time() - began < 2.0
+    server.close()

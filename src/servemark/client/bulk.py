@@ -46,6 +46,7 @@ if msgspec is not None:
         usage: dict[str, Any] | None = None
 
     _decode = msgspec.json.Decoder(list[_Chunk]).decode
+    _decode_one = msgspec.json.Decoder(_Chunk).decode
     _Errors: tuple[type[Exception], ...] = (msgspec.DecodeError, msgspec.ValidationError)
 
 
@@ -77,7 +78,10 @@ def decode_joined(payloads: bytes, n: int) -> Bulk | None:
     if b'"error"' in payloads or b'"message"' in payloads:
         return None
     try:
-        chunks = _decode(b"[" + payloads.replace(JOIN, b",") + b"]")
+        if n == 1:  # a paced stream's usual read: no array to build
+            chunks = [_decode_one(payloads)]
+        else:
+            chunks = _decode(b"[" + payloads.replace(JOIN, b",") + b"]")
     except _Errors:
         return None
     if len(chunks) != n:  # an event such as "data: {},{}" would pass as two

@@ -17,7 +17,7 @@ import ssl as ssl_module
 import struct
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
@@ -31,7 +31,7 @@ class HttpProtocolError(ConnectionError):
 class _Conn(asyncio.Protocol):
     """A connection on an asyncio transport (TLS, or where kernel timestamps are off)."""
 
-    __slots__ = ("buf", "closed", "exc", "loop", "transport", "waiter")
+    __slots__ = ("buf", "closed", "exc", "last", "loop", "sink", "transport", "waiter")
     arrival = None  # no kernel timestamps: the reader's clock is the arrival time
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -39,6 +39,8 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.sink: Callable[[], None] | None = None
+        self.last = 0.0  # perf_counter of the latest read (read timeouts in push mode)
         self.closed = False
         self.exc: BaseException | None = None
 
@@ -47,6 +49,10 @@ class _Conn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        self.last = time.perf_counter()
+        if self.sink is not None:
+            self.sink()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -61,6 +67,9 @@ class _Conn(asyncio.Protocol):
     def _wake_closed(self, exc: BaseException | None) -> None:
         self.closed = True
         self.exc = self.exc or exc
+        if self.sink is not None:
+            self.sink()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -89,7 +98,8 @@ class _SockConn:
     this machine, not when a busy event loop got round to them — a saturated client then still
     measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
 
-    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "loop", "sock", "waiter")
+    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "last", "loop", "sink", "sock",
+                 "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
@@ -100,6 +110,8 @@ class _SockConn:
         self.closed = False
         self.exc: BaseException | None = None
         self.arrival: float | None = None
+        self.sink: Callable[[], None] | None = None
+        self.last = 0.0
         self._out = b""
         loop.add_reader(self.fd, self._readable)
 
@@ -115,12 +127,15 @@ class _SockConn:
             self._wake_closed(None)
             return
         self.buf += data
+        now = self.last = time.perf_counter()
         if anc:
             sec, ns = _unpack_ts(anc[0][2])
-            now = time.perf_counter()
             # CLOCK_REALTIME -> perf_counter, offset taken now (so NTP slewing cannot drift it)
             arrival = sec + ns * 1e-9 - (time.time() - now)
             self.arrival = arrival if now - 30.0 < arrival <= now else now
+        if self.sink is not None:
+            self.sink()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -130,6 +145,9 @@ class _SockConn:
             self.loop.remove_reader(self.fd)
         self.closed = True
         self.exc = self.exc or exc
+        if self.sink is not None:
+            self.sink()
+            return
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -307,6 +325,15 @@ class _Response:
         terminating zero-size chunk was seen."""
         buf = self._conn.buf
         data = bytes(buf)
+        # one whole chunk (a paced stream's usual read): its size line, payload and CRLF exactly
+        eol = data.find(b"\r\n")
+        if 0 < eol < 9:
+            with contextlib.suppress(ValueError):
+                size = int(data[:eol], 16)
+                stop = eol + 2 + size
+                if size and stop + 2 == len(data) and data[stop:] == b"\r\n":
+                    buf.clear()
+                    return data[eol + 2:stop], False
         fast = _dechunk_whole(data)
         if fast is not None:
             buf.clear()
@@ -379,6 +406,74 @@ class _Response:
 
     async def read(self) -> bytes:
         return b"".join([c async for c in self.iter_chunks()])
+
+    @property
+    def can_push(self) -> bool:
+        """Whether :meth:`push` applies (a chunked body still being read)."""
+        return self._chunked and not self._done
+
+    async def push(self, consumer: Callable[[bytes, float | None], None]) -> None:
+        """Read the rest of a chunked body by callbacks: after every network read the connection
+        de-chunks what arrived and hands it to ``consumer(payload, arrival)`` at once, inside the
+        event loop's read callback. Why: no future, task wake-up or timer per read (the coroutine
+        wakes once, at the end), which is most of a paced stream's per-read cost. Raises what
+        :meth:`iter_chunks` would (timeouts, resets, bad framing, and what ``consumer`` raises)."""
+        conn = self._conn
+        loop = conn.loop
+        done: asyncio.Future[None] = loop.create_future()
+
+        def on_data() -> None:
+            if done.done():
+                return
+            try:
+                if conn.buf:
+                    data, finished = self._dechunk()
+                    if data:
+                        consumer(data, conn.arrival)
+                    if finished:
+                        self._done = True
+                        done.set_result(None)
+                        return
+                if conn.closed:
+                    err = ConnectionResetError("server closed the connection mid-response")
+                    err.__cause__ = conn.exc
+                    raise err
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+                done.set_exception(exc)
+
+        read_timeout, deadline = self._read_timeout, self._deadline
+        handle: asyncio.TimerHandle | None = None
+
+        def check() -> None:  # one timer per response, re-armed only when it fires
+            nonlocal handle
+            if done.done():
+                return
+            wait = None
+            if deadline is not None:
+                wait = deadline - time.monotonic()
+                if wait <= 0:
+                    done.set_exception(TimeoutError("request exceeded its total timeout"))
+                    return
+            if read_timeout is not None:
+                idle = time.perf_counter() - conn.last
+                if idle >= read_timeout:
+                    done.set_exception(
+                        TimeoutError("no data from the server within the read timeout"))
+                    return
+                wait = read_timeout - idle if wait is None else min(wait, read_timeout - idle)
+            if wait is not None:
+                handle = loop.call_later(wait, check)
+
+        conn.last = time.perf_counter()
+        conn.sink = on_data
+        try:
+            on_data()  # body bytes that came with the head
+            check()
+            await done
+        finally:
+            conn.sink = None
+            if handle is not None:
+                handle.cancel()
 
     @property
     def arrival(self) -> float | None:

@@ -94,39 +94,43 @@ class _Stream:
     last_read: float | None = None  # kernel arrival time of the read with the last byte
 
 
-async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
-                       clock: Clock, on_first: Callable[[], None]) -> None:
-    """Read an SSE response into ``times`` (one entry per content chunk) and ``out``.
-
-    The transport may know when the bytes reached this machine (kernel receive timestamps, same
-    clock as perf_counter): a busy client then does not add its own queueing to TTFT/ITL. Every
-    event of one read shares its arrival time."""
+def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
+                   on_first: Callable[[], None],
+                   stamped: bool) -> tuple[Callable[[bytes, float | None], None], SSEParser]:
+    """The per-read work of a streamed response as one closure (the hot path): SSE framing, one
+    bulk decode of the read's events (or one decode per event for unusual shapes), one time per
+    content chunk. ``arrival``: the kernel's receive time of the read (perf_counter clock) when
+    the transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
     parser = SSEParser()
     texts = out.texts
-    stamped = clock is time.perf_counter and hasattr(resp, "arrival")
-    async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
+    feed_joined = parser.feed_joined
+
+    def feed(chunk: bytes, arrival: float | None) -> None:
         now = clock()
-        if stamped:
-            arrival = resp.arrival  # type: ignore[attr-defined]
-            if arrival is not None and start <= arrival < now:
-                now = arrival
+        if stamped and arrival is not None and start <= arrival < now:
+            now = arrival
         first = not times
-        joined = parser.feed_joined(chunk) if BULK else None
+        joined = feed_joined(chunk) if BULK else None
         if joined is not None:
             bulk = decode_joined(*joined)
             if bulk is not None:
                 got, fin, use, saw_done = bulk
                 if got:
-                    times.extend([now - start] * len(got))
-                    texts.extend(got)
+                    if len(got) == 1:
+                        times.append(now - start)
+                        texts.append(got[0])
+                    else:
+                        times.extend([now - start] * len(got))
+                        texts.extend(got)
                 if fin:
                     out.finish = fin
                 if use:
                     out.usage = use
-                out.done = out.done or saw_done
+                if saw_done:
+                    out.done = True
                 if first and times:
                     on_first()
-                continue
+                return
             events = joined[0].split(JOIN)
         else:
             events = parser.feed(chunk)
@@ -146,6 +150,25 @@ async def _read_stream(resp: object, times: list[float], out: _Stream, start: fl
                 out.error = error
         if first and times:
             on_first()
+
+    return feed, parser
+
+
+async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
+                       clock: Clock, on_first: Callable[[], None]) -> None:
+    """Read an SSE response into ``times`` (one entry per content chunk) and ``out``: pushed
+    read by read from the transport's read callback where it can (no coroutine wake-up per
+    read), else by iterating its chunks. Every event of one read shares its arrival time."""
+    stamped = clock is time.perf_counter and hasattr(resp, "arrival")
+    feed, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
+    if getattr(resp, "can_push", False):
+        await resp.push(feed)  # type: ignore[attr-defined]
+    else:
+        arrival = None
+        async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
+            if stamped:
+                arrival = resp.arrival  # type: ignore[attr-defined]
+            feed(chunk, arrival)
     if stamped:  # the read that brought the last byte (maybe only the final chunk)
         arrival = resp.arrival  # type: ignore[attr-defined]
         if arrival is not None and start <= arrival < clock():

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 from servemark.client.openai import RequestSpec
+from servemark.load.gcpolicy import load_gc
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.record import RequestRecord
 from servemark.workload.base import WorkItem, requests_of
@@ -130,6 +131,16 @@ async def run_point(
     ``start_at`` (a ``clock`` reading) and ``offsets`` (intended send times relative to it) let
     several worker processes share one global schedule: each runs its slice of the arrivals.
     """
+    with load_gc():
+        return await _run_point(point, specs, send, on_record, duration_s, control, live, rng,
+                                clock, start_at, offsets, num_requests)
+
+
+async def _run_point(point: LoadPoint, specs: Iterator[WorkItem], send: Send,
+                     on_record: OnRecord, duration_s: float | None, control: RunControl,
+                     live: LiveCounters | None, rng: random.Random | None,
+                     clock: Callable[[], float], start_at: float | None,
+                     offsets: Iterator[float] | None, num_requests: int | None) -> PointOutcome:
     live = live or LiveCounters()
     if start_at is not None:
         await asyncio.sleep(max(0.0, start_at - clock()))
