@@ -25,8 +25,7 @@ def load_gc() -> Iterator[None]:
         yield
         return
     old = gc.get_threshold()
-    gc.collect()
-    gc.freeze()
+    gc.freeze()  # no collection first: a full pass over a big heap would delay the point
     gc.set_threshold(max(old[0], YOUNG_THRESHOLD), old[1], old[2])
     try:
         yield
