@@ -93,6 +93,9 @@ def compare_command(
             out.print(rich_table(table))
         for note in comp.unmatched:
             err.print(f"[yellow]not compared[/yellow] {note}", highlight=False)
+        for note in comp.samples:
+            err.print(f"[dim]bootstrap on a {note.split(': ', 1)[1]}[/dim] ({note.split(': ', 1)[0]})",
+                      highlight=False)
     for b in breaches:
         err.print(f"[bold red]threshold crossed[/bold red] {b.threshold}: {b.candidate} · {b.point}: {b.change}",
                   highlight=False)
