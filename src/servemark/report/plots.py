@@ -215,7 +215,8 @@ def _streamed_timeline(scan: RunScan) -> tuple[np.ndarray, np.ndarray, np.ndarra
     if edges.size < 2:
         edges = np.array([0.0, width])
     at, weight = scan.tokens.centres()
-    hist, _ = np.histogram(at - t0, bins=edges, weights=weight)
+    # a bin's centre may lie up to half a bin before the first send: count it in the first bin
+    hist, _ = np.histogram(np.clip(at - t0, 0.0, None), bins=edges, weights=weight)
     grid = np.linspace(0.0, end, MAX_POINTS)
     counts = []
     for h in (scan.starts, scan.ends):
