@@ -93,7 +93,11 @@ def load_run(path: Path) -> RunData:
     doc = load_summary(path)
     if not (path / REQUESTS).exists():
         raise ResultsError(f"{path} has no {REQUESTS}", "pass a servemark run directory")
-    scan, torn = scan_records(iter_records(path / REQUESTS))
+    # one accumulator per point suffices for a run against one endpoint (as recorded in
+    # summary.json); should its records show several after all, read them again with them
+    scan, torn = scan_records(iter_records(path / REQUESTS), by_endpoint=bool(doc.get("endpoints")))
+    if scan.needs_endpoints:
+        scan, torn = scan_records(iter_records(path / REQUESTS))
     points = [PointSummary.from_dict(p) for p in doc.get("points") or []]
     return RunData(path, doc, points, None, torn, config_label(doc), _scan=scan)
 

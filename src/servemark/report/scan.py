@@ -50,12 +50,14 @@ class TimeHistogram:
 
     def __init__(self, width: float = FINE_S) -> None:
         self.width = width
-        self.counts = np.zeros(0)
+        self.counts: np.ndarray = np.zeros(0)
         self.offset = 0
         self._times: list[np.ndarray] = []
         self._weights: list[np.ndarray] = []
         self._held = 0
         self._ones: list[float] = []
+        self._chunks: list[float] = []  # chunk times since their request's start...
+        self._runs: list[tuple[float, int, float]] = []  # ...and (start, chunks, weight each)
 
     def add_one(self, t: float) -> None:
         """One time of weight 1."""
@@ -66,6 +68,21 @@ class TimeHistogram:
             self._ones = []
             self.fold()
 
+    def add_chunks(self, times: list[float], start: float, weight: float) -> None:
+        """A request's chunk times (since ``start``), each of weight ``weight``."""
+        self._chunks.extend(times)
+        self._runs.append((start, len(times), weight))
+        if len(self._chunks) >= _FOLD:
+            self._take_chunks()
+            self.fold()
+
+    def _take_chunks(self) -> None:
+        if self._runs:
+            starts, counts, weights = (np.asarray(c) for c in zip(*self._runs, strict=True))
+            self._times.append(np.asarray(self._chunks) + np.repeat(starts, counts))
+            self._weights.append(np.repeat(weights, counts))
+            self._chunks, self._runs = [], []
+
     def add(self, times: np.ndarray, weights: np.ndarray) -> None:
         self._times.append(times)
         self._weights.append(weights)
@@ -74,6 +91,7 @@ class TimeHistogram:
             self.fold()
 
     def fold(self) -> None:
+        self._take_chunks()
         if self._ones:
             self._times.append(np.asarray(self._ones))
             self._weights.append(np.ones(len(self._ones)))
@@ -112,7 +130,8 @@ class PointScan:
     """One load point as read from the records."""
 
     label: str
-    acc: PointAccumulator = field(default_factory=lambda: PointAccumulator(by_endpoint=True))
+    acc: PointAccumulator = field(default_factory=PointAccumulator)
+    endpoints: set[str] = field(default_factory=set)  # seen in this point's records
     sample: list[RequestRecord] = field(default_factory=list)
     seen: int = 0  # records of this point (the sample's population)
     first_start: float = math.inf  # of any record, cancelled ones included (timeline marks)
@@ -123,12 +142,20 @@ class PointScan:
         """True when the sample holds fewer records than the point has."""
         return self.seen > len(self.sample)
 
+    def by_endpoint(self) -> dict[str, PointAccumulator]:
+        """Per-endpoint accumulators; with one endpoint that is the point's own."""
+        if self.acc.endpoints is not None:
+            return self.acc.endpoints
+        assert len(self.endpoints) <= 1, "scanned without per-endpoint accumulators"
+        return {e: self.acc for e in self.endpoints}
+
 
 @dataclass
 class RunScan:
     """What one pass over a run's records leaves (see the module docstring)."""
 
     sample_size: int
+    by_endpoint: bool = True  # False: one accumulator per point until a second endpoint shows
     points: dict[str, PointScan] = field(default_factory=dict)  # in order of first record
     errors: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     error_examples: dict[tuple[str, str, str], list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -143,6 +170,11 @@ class RunScan:
     def sampled(self) -> bool:
         return any(p.sampled for p in self.points.values())
 
+    @property
+    def needs_endpoints(self) -> bool:
+        """Scanned without per-endpoint accumulators, yet a point had several endpoints."""
+        return not self.by_endpoint and any(len(p.endpoints) > 1 for p in self.points.values())
+
     def all_records(self) -> list[RequestRecord]:
         """Every record in file order — only when nothing was sampled (small runs)."""
         assert not self.sampled
@@ -155,8 +187,11 @@ class RunScan:
         self.records += 1
         p = self.points.get(rec.load_point)
         if p is None:
-            p = self.points[rec.load_point] = PointScan(rec.load_point)
+            p = self.points[rec.load_point] = PointScan(
+                rec.load_point, PointAccumulator(by_endpoint=self.by_endpoint))
         p.acc.add(rec)
+        if rec.endpoint not in p.endpoints:
+            p.endpoints.add(rec.endpoint)
         if p.seen < self.sample_size:  # reservoir sampling (Algorithm R), seeded per point
             p.sample.append(rec)
         else:
@@ -172,9 +207,8 @@ class RunScan:
         self.starts.add_one(rec.start_s)
         self.ends.add_one(rec.end_s)
         if rec.ok and rec.chunk_times_s and rec.output_tokens:
-            k = len(rec.chunk_times_s)
-            self.tokens.add(np.asarray(rec.chunk_times_s) + rec.start_s,
-                            np.full(k, rec.output_tokens / k))
+            self.tokens.add_chunks(rec.chunk_times_s, rec.start_s,
+                                   rec.output_tokens / len(rec.chunk_times_s))
         if not rec.ok:
             key = (rec.load_point, rec.error_kind or "unknown", "–" if rec.status is None else str(rec.status))
             self.errors[key] += 1
@@ -184,10 +218,12 @@ class RunScan:
                 examples.append(text)
 
 
-def scan_records(records: Iterable[RequestRecord | None], size: int | None = None) -> tuple[RunScan, int]:
+def scan_records(records: Iterable[RequestRecord | None], size: int | None = None,
+                 by_endpoint: bool = True) -> tuple[RunScan, int]:
     """Fold records (``None``: an unreadable line) into a :class:`RunScan`; returns it and the
-    number of unreadable lines."""
-    scan, torn = RunScan(sample_size() if size is None else size), 0
+    number of unreadable lines. ``by_endpoint=False`` saves the per-endpoint accumulators of a
+    run recorded against one endpoint (check :attr:`RunScan.needs_endpoints` after)."""
+    scan, torn = RunScan(sample_size() if size is None else size, by_endpoint), 0
     for rec in records:
         if rec is None:
             torn += 1

@@ -51,7 +51,7 @@ def endpoint_table(run: RunData) -> Table:
     accumulators of the scan (exact up to the sketch's limit, within its error beyond)."""
     order = {label: i for i, label in enumerate(run.point_labels())}
     groups = [(endpoint, label, sub) for label, p in run.scan.points.items()
-              for endpoint, sub in (p.acc.endpoints or {}).items()]
+              for endpoint, sub in p.by_endpoint().items()]
     rows = []
     for endpoint, point, sub in sorted(groups, key=lambda g: (g[0], order.get(g[1], 0))):
         ttft = sub.sketch("ttft").distribution()
