@@ -76,8 +76,8 @@ def one_stub(n: int) -> dict[str, float]:
 
 
 def write_synthetic_run(path: Path, n: int, points: int = 2) -> None:
-    """N records over ``points`` load points, as a bench run lays them out (interrupted status, so
-    the resume reader accepts it)."""
+    """N records over ``points`` load points, as a bench run lays them out; interrupted during its
+    last point (so the resume reader accepts it and accumulates that point)."""
     from servemark.metrics.accumulate import PointAccumulator
     from servemark.metrics.record import RequestRecord
     from servemark.metrics.summary import summary_of
@@ -119,7 +119,7 @@ def write_synthetic_run(path: Path, n: int, points: int = 2) -> None:
            "config": {"api": "completions", "input_len": 128, "output_len": 64,
                       "concurrency": [64 * (p + 1) for p in range(points)], "num_requests": per,
                       "warmup": 0, "seed": 0},
-           "points": [s.to_dict() for s in summaries]}
+           "points": [s.to_dict() for s in summaries[:-1]]}  # the last point was interrupted
     writer.write_summary(doc)
     writer.write_csv([csv_row(s, "synthetic", "completions") for s in summaries])
     writer.close()
