@@ -176,7 +176,8 @@ class RunScan:
         return not self.by_endpoint and any(len(p.endpoints) > 1 for p in self.points.values())
 
     def all_records(self) -> list[RequestRecord]:
-        """Every record in file order — only when nothing was sampled (small runs)."""
+        """Every record, point by point (file order within each) — only when nothing was
+        sampled (small runs)."""
         assert not self.sampled
         return [r for p in self.points.values() for r in p.sample]
 
