@@ -170,3 +170,20 @@ def test_resume_reader_keeps_ids_and_accumulator_not_records(runs: dict, tmp_pat
 
     assert json.dumps(summary_of(prior.acc, "c=64").to_dict()) == json.dumps(expected)
     assert state.time_offset_s == max(r.end_s for r in recs)
+
+
+def test_timeline_histogram_stays_bounded_on_a_very_long_run() -> None:
+    from servemark.report.scan import FINE_S, MAX_FINE, TimeHistogram
+
+    h = TimeHistogram()
+    rng = np.random.default_rng(0)
+    total = 0.0
+    for day in range(3):  # three days of sends: 10 ms bins would need 26 million
+        t = rng.uniform(day * 86_400.0, (day + 1) * 86_400.0, 50_000)
+        h.add(t, np.full(t.size, 2.0))
+        total += 2.0 * t.size
+    h.add_chunks([0.5, 0.75], 10.0, 1.5)
+    centres, weights = h.centres()
+    assert h.counts.size <= MAX_FINE and h.width > FINE_S
+    assert float(weights.sum()) == pytest.approx(total + 3.0)
+    assert centres.min() >= 0 and centres.max() <= 3 * 86_400.0 + h.width
