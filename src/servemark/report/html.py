@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from servemark._version import __version__
+from servemark.metrics.sketch import EXACT_LIMIT, RELATIVE_ERROR
 from servemark.report.compare import DEFAULT_METRICS, Comparison, comparison_tables
 from servemark.report.run import RunData
 from servemark.report.server import server_metrics_table
@@ -117,8 +118,9 @@ def render_html(runs: Sequence[RunData], figures: Sequence[tuple[str, str, bytes
     large = [f"{r.label}: {r.scan.records:,} requests" for r in runs if r.scan.sampled]
     if large:
         figs = ("<p>Large runs (" + escape("; ".join(large)) + "): sorted values and CDFs are drawn "
-                "at evenly spaced ranks from each load point's quantile sketch (exact up to 32,768 "
-                "values per metric, within 0.1% beyond), the timeline from 10 ms bins.</p>") + figs
+                f"at evenly spaced ranks from each load point's quantile sketch (exact up to {EXACT_LIMIT:,} "
+                f"values per metric, within {RELATIVE_ERROR:.1%} beyond), the timeline from 10 ms "
+                "bins.</p>") + figs
     sections.append(("plots", "Plots", figs))
     server = [(i, t) for i, r in enumerate(runs) if (t := server_metrics_table(r.doc)) is not None]
     if server:
