@@ -252,7 +252,7 @@ async def abench(
         if resume is not None:  # keep the first attempt's provenance and finished points
             doc = {**resume.doc, "status": "running", "partial": True, "finished_at": None}
             doc["resumes"] = [*doc.get("resumes", []), {
-                "at": utc_now(), "records_kept": len(resume.records),
+                "at": utc_now(), "records_kept": resume.records_kept,
                 "torn_bytes_dropped": resume.torn_bytes}]
         writer.write_summary(doc)
         opts = GenerationOptions(model=model, stream=config.stream, ignore_eos=config.ignore_eos,
@@ -293,24 +293,23 @@ async def abench(
             next_id += count_requests(specs)
             label = point.label
             point_duration = config.duration_s
-            prior: list[RequestRecord] = []
+            prior = None
             if resume is not None:
                 if label in resume.done_labels:
                     summaries.append(next(PointSummary.from_dict(p) for p in doc["points"]
                                           if p.get("label") == label))
                     continue
-                prior = resume.records_of(label)
-                seen = {r.request_id for r in prior}
-                # an item (request or conversation) counts as sent once its first request is recorded
-                measured = [i for i in measured if requests_of(i)[0].request_id not in seen]
-                if n is not None:
-                    n = max(0, n - sum(1 for r in prior if r.turn in (None, 0)))
-                if prior:
+                prior = resume.prior(label)  # ids, counts and accumulator: not the records
+                if prior is not None:
+                    seen = prior.ids
+                    # an item (request or conversation) counts as sent once its first request is recorded
+                    measured = [i for i in measured if requests_of(i)[0].request_id not in seen]
+                    if n is not None:
+                        n = max(0, n - prior.first_requests)
                     warm = []
-                    next_id = max(next_id, max(r.request_id for r in prior) + 1)
+                    next_id = max(next_id, prior.max_id + 1)
                     if point_duration is not None:
-                        elapsed = max(r.end_s for r in prior) - min(r.start_s for r in prior)
-                        point_duration = max(point_duration - elapsed, 0.001)
+                        point_duration = max(point_duration - prior.elapsed_s, 0.001)
 
             picker = make_picker(config.lb_policy, urls)  # chosen per request
 
@@ -344,8 +343,8 @@ async def abench(
                                // len(urls) + 1, headers)
             # records are written and folded in as they complete, never kept (bounded memory)
             acc = PointAccumulator(config.threshold_tps, by_endpoint=len(urls) > 1)
-            for rec in prior:
-                acc.add(rec)
+            if prior is not None:
+                acc.merge(prior.acc)
             live = LiveCounters()
 
             write_failed: list[ResultsError] = []

@@ -38,28 +38,29 @@ from servemark.cli.workload import (
 )
 from servemark.errors import ConfigError
 from servemark.load.runner import RunControl
-from servemark.metrics.profiles import PROFILES, profile_rows, profile_rows_of
+from servemark.metrics.accumulate import PointAccumulator
+from servemark.metrics.profiles import PROFILES, profile_rows_of
 from servemark.report.server import server_metrics_table
 from servemark.spec import make_config
-from servemark.store.rundir import load_records
+from servemark.store.rundir import REQUESTS, iter_records
 
 TABLE_FORMATS = ("rich", "markdown")
 
 def print_profile(result: BenchResult, profile: str) -> None:
     """The run's numbers in another tool's conventions, one column per load point."""
-    records = None
     table = Table(title=f"in {profile}'s conventions", title_justify="left")
     table.add_column("metric")
+    accs = dict(result.accumulators)  # what the summaries were computed from
+    kept = {p.label for p in result.points} - set(accs)
+    if kept:  # points kept from a resumed run: one streaming pass over their records
+        accs.update({label: PointAccumulator() for label in kept})
+        for rec in iter_records(result.run_dir / REQUESTS):
+            if rec is not None and rec.load_point in kept:
+                accs[rec.load_point].add(rec)
     columns = []
     for p in result.points:
         table.add_column(p.label, justify="right")
-        acc = result.accumulators.get(p.label)
-        if acc is not None:  # what the summary was computed from: no need to read the records
-            columns.append(profile_rows_of(acc, profile))
-            continue
-        if records is None:  # a point kept from a resumed run
-            records = load_records(result.run_dir).records
-        columns.append(profile_rows([r for r in records if r.load_point == p.label], profile))
+        columns.append(profile_rows_of(accs[p.label], profile))
     for i, (name, _) in enumerate(columns[0] if columns else []):
         table.add_row(name, *("–" if col[i][1] is None else f"{col[i][1]:.2f}" for col in columns))
     out.print(table)

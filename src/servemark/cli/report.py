@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table as RichTable
 
 from servemark.cli.common import err, handle_errors, out
@@ -93,6 +94,9 @@ def compare_command(
             out.print(rich_table(table))
         for note in comp.unmatched:
             err.print(f"[yellow]not compared[/yellow] {note}", highlight=False)
+        for note in comp.samples:
+            err.print(f"[dim]bootstrapped on a seeded sample (interval scaled to every request): "
+                      f"{escape(note)}[/dim]", highlight=False)
     for b in breaches:
         err.print(f"[bold red]threshold crossed[/bold red] {b.threshold}: {b.candidate} · {b.point}: {b.change}",
                   highlight=False)

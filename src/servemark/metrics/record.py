@@ -45,5 +45,10 @@ class RequestRecord:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RequestRecord:
         """Tolerant of fields added by newer versions (ignored) and missing optional ones."""
-        known = {f.name for f in fields(cls)}
+        known = _KNOWN.get(cls)
+        if known is None:  # once per class: this runs for every line of requests.jsonl
+            known = _KNOWN[cls] = frozenset(f.name for f in fields(cls))
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_KNOWN: dict[type, frozenset[str]] = {}

@@ -5,17 +5,19 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from servemark.errors import ConfigError
+from servemark.errors import ConfigError, ResultsError
 from servemark.plan.calibrate import Point, points_from_run
 from servemark.plan.predict import Setup
-from servemark.store.rundir import load_records, load_summary
+from servemark.store.rundir import REQUESTS, iter_records, load_summary
 
 
 def token_means(run_dir: Path) -> dict[str, tuple[float, float]]:
     """Mean input and output tokens of the successful requests of each load point."""
     sums: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0, 0.0])
-    for rec in load_records(run_dir).records:
-        if rec.ok and rec.input_tokens and rec.output_tokens:
+    if not (run_dir / REQUESTS).exists():
+        raise ResultsError(f"{run_dir} has no {REQUESTS}", "pass a servemark run directory")
+    for rec in iter_records(run_dir / REQUESTS):  # streamed: a million-request run fits
+        if rec is not None and rec.ok and rec.input_tokens and rec.output_tokens:
             acc = sums[rec.load_point]
             acc[0] += rec.input_tokens
             acc[1] += rec.output_tokens

@@ -4,6 +4,13 @@ mean throughput across repeated runs; ``--fail-if`` thresholds for CI gates.
 
 A run argument may be a group of repeated runs (``a1,a2,a3``): their records are pooled for the
 latency metrics and their per-run throughputs form the sample for the throughput interval.
+
+Runs are read in one streaming pass (``report.scan``): the latency figures come from the
+points' accumulators, throughputs from each run's summary.json. The bootstrap resamples
+requests; a load point with more records than the scan's sample size is bootstrapped on its
+seeded sample of K of N requests, each side's resampled medians spread around its full-data
+median scaled by √(K/N) (a median's spread shrinks as 1/√n), so the interval is that of N
+requests, not of the K sampled.
 """
 
 from __future__ import annotations
@@ -18,8 +25,9 @@ import numpy as np
 
 from servemark.errors import ConfigError
 from servemark.metrics import derive
+from servemark.metrics.accumulate import PointAccumulator
 from servemark.metrics.record import RequestRecord
-from servemark.metrics.summary import summarize
+from servemark.metrics.summary import PointSummary, summary_of
 from servemark.report.run import RunData
 from servemark.report.tables import Table
 
@@ -43,6 +51,8 @@ def _itl_mean(rec: RequestRecord) -> float | None:
 PER_REQUEST: dict[str, Callable[[RequestRecord], float | None]] = {
     "ttft": derive.ttft_s, "tpot": derive.tpot_s, "itl": _itl_mean, "e2e": derive.e2e_s,
 }
+# ...and the accumulator's metric holding the same per-request values
+PER_REQUEST_SKETCH = {"ttft": "ttft", "tpot": "tpot", "itl": "itl_request_mean", "e2e": "e2e"}
 
 
 def metric_names() -> list[str]:
@@ -60,7 +70,29 @@ class RunGroup:
         return self.runs[0].point_labels()
 
     def records(self, point: str) -> list[RequestRecord]:
+        """The point's records of every run (each run's sample where it had more than that)."""
         return [r for run in self.runs for r in run.point_records(point)]
+
+    def sampled(self, point: str) -> bool:
+        return any(run.point_scan(point).sampled for run in self.runs)
+
+    def sample_note(self, point: str) -> str | None:
+        """``sample of K of N requests`` when the point was sampled in any run, else None."""
+        if not self.sampled(point):
+            return None
+        scans = [run.point_scan(point) for run in self.runs]
+        return (f"sample of {sum(len(p.sample) for p in scans):,} of "
+                f"{sum(p.seen for p in scans):,} requests")
+
+    def accumulator(self, point: str) -> PointAccumulator:
+        """The point's accumulator, pooled over the group's runs (in run order)."""
+        accs = [run.point_scan(point).acc for run in self.runs]
+        if len(accs) == 1:
+            return accs[0]
+        pooled = PointAccumulator()
+        for acc in accs:
+            pooled.merge(acc)
+        return pooled
 
     def throughputs(self, point: str, key: str) -> list[float]:
         values = []
@@ -105,9 +137,13 @@ class Comparison:
     seed: int
     points: list[PointComparison]
     unmatched: list[str] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # "side · point: sample of K of N requests"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        if not self.samples:  # unsampled comparisons read as they always did
+            del data["samples"]
+        return data
 
 
 def bootstrap_diff(a: np.ndarray, b: np.ndarray, stat: Callable[..., np.ndarray],
@@ -128,6 +164,31 @@ def bootstrap_diff(a: np.ndarray, b: np.ndarray, stat: Callable[..., np.ndarray]
     return float(low), float(high)
 
 
+def sampled_bootstrap_diff(a: np.ndarray, b: np.ndarray, n_a: int, n_b: int,
+                           center_a: float, center_b: float, rng: np.random.Generator,
+                           n_boot: int, confidence: float) -> tuple[float, float] | None:
+    """Interval of median(B) − median(A) when ``a``/``b`` are samples of ``n_a``/``n_b`` values
+    whose medians are ``center_a``/``center_b``: each side's bootstrap medians (resamples of its
+    sample) minus the sample's median, scaled by √(len/n), around its full median."""
+    if a.size < 2 or b.size < 2:
+        return None
+    sides = []
+    for x, n, center in ((a, n_a, center_a), (b, n_b, center_b)):
+        meds = np.empty(n_boot)
+        batch = max(1, min(BATCH, MAX_CELLS // x.size))
+        for start in range(0, n_boot, batch):
+            k = min(batch, n_boot - start)
+            meds[start:start + k] = np.median(x[rng.integers(0, x.size, (k, x.size))], axis=1)
+        sides.append(center + (meds - np.median(x)) * np.sqrt(x.size / max(n, x.size)))
+    alpha = (1.0 - confidence) / 2.0
+    low, high = np.quantile(sides[1] - sides[0], [alpha, 1.0 - alpha])
+    return float(low), float(high)
+
+
+def _values(recs: list[RequestRecord], fn: Callable[[RequestRecord], float | None]) -> np.ndarray:
+    return np.asarray([v for r in recs if r.ok and (v := fn(r)) is not None], dtype=float)
+
+
 def _delta(metric: str, unit: str, base: float | None, value: float | None,
            ci: tuple[float, float] | None = None) -> Delta:
     abs_d = None if base is None or value is None else value - base
@@ -145,14 +206,23 @@ def _scale(value: float | None, factor: float) -> float | None:
 
 def compare_point(base: RunGroup, cand: RunGroup, base_point: str, point: str,
                   rng: np.random.Generator, n_boot: int, confidence: float) -> PointComparison:
+    acc_a, acc_b = base.accumulator(base_point), cand.accumulator(point)
+    sa: PointSummary = summary_of(acc_a, base_point)
+    sb: PointSummary = summary_of(acc_b, point)
     recs_a, recs_b = base.records(base_point), cand.records(point)
-    sa, sb = summarize(recs_a, base_point), summarize(recs_b, point)
+    sampled = base.sampled(base_point) or cand.sampled(point)
     deltas = []
     for m in LATENCY:
         fn = PER_REQUEST[m]
-        va = np.asarray([v for r in recs_a if r.ok and (v := fn(r)) is not None], dtype=float)
-        vb = np.asarray([v for r in recs_b if r.ok and (v := fn(r)) is not None], dtype=float)
-        ci = bootstrap_diff(va, vb, np.median, rng, n_boot, confidence)
+        va, vb = _values(recs_a, fn), _values(recs_b, fn)
+        if sampled:
+            ska, skb = acc_a.sketch(PER_REQUEST_SKETCH[m]), acc_b.sketch(PER_REQUEST_SKETCH[m])
+            ci = None
+            if ska.count and skb.count:
+                ci = sampled_bootstrap_diff(va, vb, ska.count, skb.count, ska.percentiles([50])[0],
+                                            skb.percentiles([50])[0], rng, n_boot, confidence)
+        else:
+            ci = bootstrap_diff(va, vb, np.median, rng, n_boot, confidence)
         for s in STATS:
             da, db = getattr(getattr(sa, f"{m}_s"), s), getattr(getattr(sb, f"{m}_s"), s)
             deltas.append(_delta(f"{m}_{s}", "ms", _scale(da, 1e3), _scale(db, 1e3),
@@ -179,6 +249,7 @@ def compare(groups: Sequence[RunGroup], n_boot: int = 2000, confidence: float = 
         raise ConfigError("invalid bootstrap settings", "use 0 < --confidence < 1 and --n-boot ≥ 100")
     rng = np.random.default_rng(seed)
     base, out, unmatched = groups[0], [], []
+    samples: list[str] = []
     for cand in groups[1:]:
         pairs = [(p, p) for p in base.point_labels() if p in cand.point_labels()]
         if not pairs and len(base.point_labels()) == 1 and len(cand.point_labels()) == 1:
@@ -188,7 +259,13 @@ def compare(groups: Sequence[RunGroup], n_boot: int = 2000, confidence: float = 
         unmatched += [f"{base.label}: {p} (no match in {cand.label})"
                       for p in base.point_labels() if p not in matched]
         out += [compare_point(base, cand, a, b, rng, n_boot, confidence) for a, b in pairs]
-    return Comparison(base.label, [g.label for g in groups[1:]], confidence, n_boot, seed, out, unmatched)
+        for g, labels in ((base, [a for a, _ in pairs]), (cand, [b for _, b in pairs])):
+            for p in labels:
+                note = g.sample_note(p)
+                if note is not None and f"{g.label} · {p}: {note}" not in samples:
+                    samples.append(f"{g.label} · {p}: {note}")
+    return Comparison(base.label, [g.label for g in groups[1:]], confidence, n_boot, seed, out,
+                      unmatched, samples)
 
 
 # ---- thresholds -------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from html import escape
 from typing import Any
 
 from servemark._version import __version__
+from servemark.metrics.sketch import EXACT_LIMIT, RELATIVE_ERROR
 from servemark.report.compare import DEFAULT_METRICS, Comparison, comparison_tables
 from servemark.report.run import RunData
 from servemark.report.server import server_metrics_table
@@ -109,8 +110,17 @@ def render_html(runs: Sequence[RunData], figures: Sequence[tuple[str, str, bytes
                 f"{round(comparison.confidence * 100)}% bootstrap interval of the difference of "
                 f"medians ({comparison.n_boot} resamples of requests, seed {comparison.seed}); "
                 "a change is significant when the interval excludes 0.</p>")
+        if comparison.samples:
+            note += ("<p>Bootstrapped on seeded samples (the interval scaled to every request): "
+                     + "; ".join(escape(x) for x in comparison.samples) + ".</p>")
         sections.append(("compare", "Comparison", note + (comp or '<p class="empty">no common load points</p>')))
     figs = "".join(figure_html(n, t, svg) for n, t, svg in figures)
+    large = [f"{r.label}: {r.scan.records:,} requests" for r in runs if r.scan.sampled]
+    if large:
+        figs = ("<p>Large runs (" + escape("; ".join(large)) + "): sorted values and CDFs are drawn "
+                f"at evenly spaced ranks from each load point's quantile sketch (exact up to {EXACT_LIMIT:,} "
+                f"values per metric, within {RELATIVE_ERROR:.1%} beyond), the timeline from 10 ms "
+                "bins.</p>") + figs
     sections.append(("plots", "Plots", figs))
     server = [(i, t) for i, r in enumerate(runs) if (t := server_metrics_table(r.doc)) is not None]
     if server:

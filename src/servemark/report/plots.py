@@ -1,9 +1,14 @@
 """Plots (matplotlib, no pyplot global state): sorted TTFT/TPOT per request, latency against
 throughput across load points, CDFs of TTFT/ITL/E2E, and a timeline of tokens/s and requests in
-flight. Each is saved as PNG and SVG; legends name the configuration and the load point."""
+flight. Each is saved as PNG and SVG; legends name the configuration and the load point.
+
+A load point with more records than the scan's sample size is drawn from its accumulator, not a
+sample: sorted values and CDFs at evenly spaced ranks from the metric's quantiles (exact up to
+the sketch's limit, within its 0.1% beyond), the timeline from the scan's 10 ms histograms."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +20,7 @@ from servemark.errors import DependencyError, ResultsError
 from servemark.metrics import derive
 from servemark.metrics.record import RequestRecord
 from servemark.report.run import RunData, series_label
+from servemark.report.scan import RunScan
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -55,24 +61,45 @@ def _legend(ax: Axes, n_series: int) -> None:
         ax.text(0.5, 0.5, "no successful requests", ha="center", va="center", transform=ax.transAxes)
 
 
-def _per_request(runs: Sequence[RunData], metric: Callable[[RequestRecord], float | None]
-                 ) -> list[tuple[str, np.ndarray]]:
+def _ranked(run: RunData, point: str, sketch: str) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(ranks, values in ms at those ranks, count) of a sampled point's metric, from its
+    accumulator's quantiles; None when it has no values."""
+    sk = run.point_scan(point).acc.sketch(sketch)
+    n = sk.count
+    if n == 0:
+        return None
+    idx = _thin(n)
+    qs = idx * (100.0 / (n - 1)) if n > 1 else np.zeros(1)
+    return idx, np.asarray(sk.percentiles(np.minimum(qs, 100.0).tolist())) * 1000.0, n
+
+
+def _per_request(runs: Sequence[RunData], metric: Callable[[RequestRecord], float | None],
+                 sketch: str) -> list[tuple[str, np.ndarray, np.ndarray, int]]:
+    """(label, ranks, sorted values in ms at those ranks, count) per configuration and point."""
     out = []
     for run in runs:
         for point in run.point_labels():
+            if run.point_scan(point).sampled:
+                ranked = _ranked(run, point, sketch)
+                if ranked is not None:
+                    out.append((series_label(run, point), *ranked))
+                continue
             values = [v for r in run.point_records(point) if r.ok and (v := metric(r)) is not None]
             if values:
-                out.append((series_label(run, point), np.asarray(values, dtype=float) * 1000.0))
+                arr = np.asarray(values, dtype=float) * 1000.0
+                idx = _thin(arr.size)
+                out.append((series_label(run, point), idx, np.sort(arr)[idx], arr.size))
     return out
 
 
-def sorted_plot(runs: Sequence[RunData], name: str, metric: Callable[[RequestRecord], float | None]) -> Plot:
-    """Per-request latency sorted ascending, one line per configuration and load point."""
+def sorted_plot(runs: Sequence[RunData], name: str, metric: Callable[[RequestRecord], float | None],
+                sketch: str | None = None) -> Plot:
+    """Per-request latency sorted ascending, one line per configuration and load point
+    (``sketch``: the accumulator's metric of the same values, for points too large to sample)."""
     fig, (ax,) = _figure()
-    series = _per_request(runs, metric)
-    for label, values in series:
-        idx = _thin(values.size)
-        ax.plot(idx + 1, np.sort(values)[idx], marker="." if values.size < 50 else None, label=label)
+    series = _per_request(runs, metric, sketch or name.lower())
+    for label, idx, values, n in series:
+        ax.plot(idx + 1, values, marker="." if n < 50 else None, label=label)
     from matplotlib.ticker import MaxNLocator
 
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -100,6 +127,13 @@ def cdf_plot(runs: Sequence[RunData]) -> Plot:
         n = 0
         for run in runs:
             for point in run.point_labels():
+                if run.point_scan(point).sampled:
+                    ranked = _ranked(run, point, name.lower())
+                    if ranked is not None:
+                        ridx, rvalues, count = ranked
+                        ax.step(rvalues, (ridx + 1) / count, where="post", label=series_label(run, point))
+                        n += 1
+                    continue
                 values = np.sort(np.asarray(values_of(run.point_records(point)), dtype=float)) * 1000.0
                 if values.size:
                     idx = _thin(values.size)
@@ -171,22 +205,48 @@ def _timeline(records: list[RequestRecord]) -> tuple[np.ndarray, np.ndarray, np.
     return (edges[:-1] + edges[1:]) / 2, hist / width, step_t, step_n, t0
 
 
+def _streamed_timeline(scan: RunScan) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    """What :func:`_timeline` gives, from the scan's histograms (bins of 10 ms or more): tokens
+    by the bin their chunks fell in, requests in flight on a regular grid."""
+    t0 = scan.t0
+    end = scan.t_end - t0
+    width = max(end / TIMELINE_BINS, 0.05)
+    edges = np.arange(0.0, end + width, width)
+    if edges.size < 2:
+        edges = np.array([0.0, width])
+    at, weight = scan.tokens.centres()
+    # a bin's centre may lie up to half a bin before the first send: count it in the first bin
+    hist, _ = np.histogram(np.clip(at - t0, 0.0, None), bins=edges, weights=weight)
+    grid = np.linspace(0.0, end, MAX_POINTS)
+    counts = []
+    for h in (scan.starts, scan.ends):
+        times, w = h.centres()
+        cum = np.concatenate([[0.0], np.cumsum(w)])
+        counts.append(cum[np.searchsorted(times - t0, grid, side="right")])
+    return (edges[:-1] + edges[1:]) / 2, hist / width, grid, counts[0] - counts[1], t0
+
+
 def timeline_plot(runs: Sequence[RunData]) -> Plot:
     """Output tokens/s and requests in flight over the run; dotted lines mark load points."""
     fig, (top, bottom) = _figure(1, height=5.5, nrows=2)
     n = 0
     for i, run in enumerate(runs):
-        if not run.records:
+        scan = run.scan
+        if not scan.records:
             continue
         color = f"C{i % 10}"
-        centres, tps, step_t, step_n, t0 = _timeline(run.records)
+        if scan.sampled:
+            centres, tps, step_t, step_n, t0 = _streamed_timeline(scan)
+        else:
+            centres, tps, step_t, step_n, t0 = _timeline(
+                run.records if run.records is not None else scan.all_records())
         top.plot(centres, tps, color=color, label=run.label)
         bottom.step(step_t, step_n, where="post", color=color, label=run.label)
         n += 1
         for point in run.point_labels():
-            starts = [r.start_s for r in run.point_records(point)]
-            if starts:
-                x = min(starts) - t0
+            first = run.point_scan(point).first_start
+            if first != math.inf:
+                x = first - t0
                 bottom.axvline(x, color=color, linestyle=":", linewidth=1)
                 bottom.annotate(point, (x, 1.0), xycoords=("data", "axes fraction"), fontsize="x-small",
                                 textcoords="offset points", xytext=(2, -10), color=color)
@@ -204,8 +264,8 @@ def make_plots(runs: Sequence[RunData]) -> list[Plot]:
     from servemark.report.server import server_timeline_plot  # it builds on this module
 
     plots = [
-        sorted_plot(runs, "TTFT", derive.ttft_s),
-        sorted_plot(runs, "TPOT", derive.tpot_s),
+        sorted_plot(runs, "TTFT", derive.ttft_s, "ttft"),
+        sorted_plot(runs, "TPOT", derive.tpot_s, "tpot"),
         latency_throughput_plot(runs),
         cdf_plot(runs),
         timeline_plot(runs),

@@ -1,5 +1,6 @@
-"""A run as reports see it: summary document, load point summaries, records, and a label that
-names its configuration (model, TP/PP, replicas) in legends and tables."""
+"""A run as reports see it: summary document, load point summaries, one streaming scan of its
+records (accumulators, a bounded sample, error groups, timeline histograms: ``report.scan``), and
+a label that names its configuration (model, TP/PP, replicas) in legends and tables."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import Any
 from servemark.errors import ResultsError
 from servemark.metrics.record import RequestRecord
 from servemark.metrics.summary import PointSummary
-from servemark.store.rundir import load_records, load_summary
+from servemark.report.scan import PointScan, RunScan, scan_records
+from servemark.store.rundir import REQUESTS, iter_records, load_summary
 
 # Where deployment details may be recorded (by `servemark deploy` or a spec), first match wins.
 _PARALLEL_KEYS = (("TP", ("tensor_parallel_size", "tp")), ("PP", ("pipeline_parallel_size", "pp")),
@@ -20,29 +22,45 @@ _PARALLEL_KEYS = (("TP", ("tensor_parallel_size", "tp")), ("PP", ("pipeline_para
 
 @dataclass
 class RunData:
-    """Everything a report needs from one run directory."""
+    """Everything a report needs from one run directory. ``records`` is for runs built in
+    memory (tests); a run read from disk holds only its :attr:`scan`."""
 
     path: Path
     doc: dict[str, Any]
     points: list[PointSummary]
-    records: list[RequestRecord]
+    records: list[RequestRecord] | None = None
     torn_lines: int = 0
     label: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    _scan: RunScan | None = field(default=None, repr=False)
 
     @property
     def model(self) -> str:
         return str(self.doc.get("model") or "?")
 
+    @property
+    def scan(self) -> RunScan:
+        """The one pass over the records (made on first use for in-memory records)."""
+        if self._scan is None:
+            self._scan, _ = scan_records(self.records or [])
+        return self._scan
+
+    def point_scan(self, label: str) -> PointScan:
+        return self.scan.point(label)
+
     def point_records(self, label: str) -> list[RequestRecord]:
-        return [r for r in self.records if r.load_point == label]
+        """The point's records: all of them unless the point had more than the sample size,
+        then its sample."""
+        if self.records is not None:
+            return [r for r in self.records if r.load_point == label]
+        return self.scan.point(label).sample
 
     def point_labels(self) -> list[str]:
         """Load points in run order: those summarized, then any with records only (interrupted)."""
         labels = [p.label for p in self.points]
-        for r in self.records:
-            if r.load_point not in labels:
-                labels.append(r.load_point)
+        for label in self.scan.points:
+            if label not in labels:
+                labels.append(label)
         return labels
 
 
@@ -68,14 +86,20 @@ def config_label(doc: dict[str, Any]) -> str:
 
 
 def load_run(path: Path) -> RunData:
-    """Read a run directory (summary.json and requests.jsonl)."""
+    """Read a run directory: summary.json, and requests.jsonl in one streaming pass."""
     path = Path(path)
     if not path.is_dir():
         raise ResultsError(f"{path} is not a directory", "pass a servemark run directory")
     doc = load_summary(path)
-    loaded = load_records(path)
+    if not (path / REQUESTS).exists():
+        raise ResultsError(f"{path} has no {REQUESTS}", "pass a servemark run directory")
+    # one accumulator per point suffices for a run against one endpoint (as recorded in
+    # summary.json); should its records show several after all, read them again with them
+    scan, torn = scan_records(iter_records(path / REQUESTS), by_endpoint=bool(doc.get("endpoints")))
+    if scan.needs_endpoints:
+        scan, torn = scan_records(iter_records(path / REQUESTS))
     points = [PointSummary.from_dict(p) for p in doc.get("points") or []]
-    return RunData(path, doc, points, loaded.records, loaded.torn_lines, config_label(doc))
+    return RunData(path, doc, points, None, torn, config_label(doc), _scan=scan)
 
 
 def load_runs(paths: Sequence[Path]) -> list[RunData]:

@@ -3,18 +3,15 @@ errors, provenance. The HTML report and the terminal render the same tables."""
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from servemark.metrics import derive
-from servemark.metrics.stats import describe
 from servemark.metrics.summary import PointSummary
 from servemark.report.run import RunData
+from servemark.report.scan import MAX_ERROR_CHARS, MAX_ERROR_EXAMPLES
 
-MAX_ERROR_EXAMPLES = 5
-MAX_ERROR_CHARS = 300
+__all__ = ["MAX_ERROR_CHARS", "MAX_ERROR_EXAMPLES", "Table", "endpoint_table", "error_table",
+           "ms", "num", "provenance_table", "summary_table"]
 
 
 @dataclass(frozen=True)
@@ -50,19 +47,18 @@ def summary_table(run: RunData) -> Table:
 
 
 def endpoint_table(run: RunData) -> Table:
-    """Per endpoint and load point: counts and latency medians/tails, from the records."""
-    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)
-    for r in run.records:
-        groups[(r.endpoint, r.load_point)].append(r)
+    """Per endpoint and load point: counts and latency medians/tails, from the per-endpoint
+    accumulators of the scan (exact up to the sketch's limit, within its error beyond)."""
     order = {label: i for i, label in enumerate(run.point_labels())}
+    groups = [(endpoint, label, sub) for label, p in run.scan.points.items()
+              for endpoint, sub in p.by_endpoint().items()]
     rows = []
-    for (endpoint, point), recs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.get(kv[0][1], 0))):
-        ok = [r for r in recs if r.ok]
-        ttft = describe([v for r in ok if (v := derive.ttft_s(r)) is not None])
-        e2e = describe([derive.e2e_s(r) for r in ok])
-        out_tokens = sum(r.output_tokens or 0 for r in ok)
-        rows.append([endpoint, point, str(len(recs)), str(len(ok)), str(len(recs) - len(ok)),
-                     str(out_tokens), ms(ttft.p50), ms(ttft.p99), ms(e2e.p50), ms(e2e.p99)])
+    for endpoint, point, sub in sorted(groups, key=lambda g: (g[0], order.get(g[1], 0))):
+        ttft = sub.sketch("ttft").distribution()
+        e2e = sub.sketch("e2e").distribution()
+        rows.append([endpoint, point, str(sub.records), str(sub.completed),
+                     str(sub.records - sub.completed), str(sub.output_tokens),
+                     ms(ttft.p50), ms(ttft.p99), ms(e2e.p50), ms(e2e.p99)])
     cols = ["endpoint", "load point", "requests", "ok", "failed", "output tokens",
             "TTFT p50 (ms)", "TTFT p99 (ms)", "E2E p50 (ms)", "E2E p99 (ms)"]
     return Table(f"Per endpoint — {run.label}", cols, rows)
@@ -70,16 +66,7 @@ def endpoint_table(run: RunData) -> Table:
 
 def error_table(run: RunData) -> Table:
     """Failed requests grouped by load point, kind and HTTP status, with a few example messages."""
-    groups: Counter[tuple[str, str, str]] = Counter()
-    examples: dict[tuple[str, str, str], list[str]] = defaultdict(list)
-    for r in run.records:
-        if r.ok:
-            continue
-        key = (r.load_point, r.error_kind or "unknown", "–" if r.status is None else str(r.status))
-        groups[key] += 1
-        text = (r.error or "").strip()[:MAX_ERROR_CHARS]
-        if text and text not in examples[key] and len(examples[key]) < MAX_ERROR_EXAMPLES:
-            examples[key].append(text)
+    groups, examples = run.scan.errors, run.scan.error_examples
     rows = [[p, kind, status, str(n), " | ".join(examples[(p, kind, status)])]
             for (p, kind, status), n in groups.most_common()]
     return Table(f"Errors — {run.label}", ["load point", "kind", "HTTP status", "count", "examples"], rows)
