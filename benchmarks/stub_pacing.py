@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import os
 import sys
@@ -47,7 +48,7 @@ class _Reader(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
-        transport.write(self.request)
+        self.transport.write(self.request)  # type: ignore[union-attr]
 
     def data_received(self, data: bytes) -> None:
         tail = (self.tail + data)[-5:]
@@ -75,7 +76,8 @@ async def _drive(port: int, streams: int, chunks: int, seconds: float) -> None:
     dones = []
     for _ in range(streams):
         done: asyncio.Future[None] = loop.create_future()
-        await loop.create_connection(lambda d=done: _Reader(request, stop_at, d), "127.0.0.1", port)
+        await loop.create_connection(functools.partial(_Reader, request, stop_at, done),
+                                     "127.0.0.1", port)
         dones.append(done)
     await asyncio.gather(*dones)
 
@@ -116,7 +118,7 @@ def main() -> None:
     for n in (int(x) for x in args.streams.split(",")):
         st = measure(n, args.ttft, args.itl, args.chunks, args.seconds, stub_cpu)
 
-        def ms(key: str) -> str:
+        def ms(key: str, st: dict = st) -> str:
             v = st.get(key)
             return "–" if v is None else f"{v * 1e3:.3f}"
 
