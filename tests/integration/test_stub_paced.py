@@ -68,6 +68,7 @@ def test_bench_against_fast_stub_is_exact(stub_server, tmp_path: Path) -> None:
         mean, worst = st[f"mean_{key}_chunk_late_s"], st[f"max_{key}_chunk_late_s"]
         assert 0 <= mean <= worst < 0.05
     assert 0 <= st["mean_parse_delay_s"] <= st["max_parse_delay_s"] < 0.05
+    assert st["mean_next_chunk_gap_s"] == pytest.approx(0.010, abs=0.0005)
 
 
 def test_same_bytes_as_asyncio_engine_keep_alive_pipelined_split(stub_server) -> None:

@@ -50,6 +50,7 @@ _MAX_HEAD = 1 << 20
 _unpack_ts = struct.Struct("qq").unpack_from
 _INF = float("inf")
 _pc = time.perf_counter
+_SLICE_S = 0.002  # the scheduler yields to reads and accepts at least this often
 _BAD_REQUEST = response(400, b'{"error":{"message":"malformed HTTP request"}}')
 
 
@@ -123,7 +124,7 @@ class _Stream:
     """One paced response: chunk ``i`` is due at ``t0 + i * itl``; the last one carries the tail.
     A non-streamed response is a stream of one chunk that does not count as paced."""
 
-    __slots__ = ("conn", "due", "i", "last", "middle", "finish", "t0", "tokens", "counted")
+    __slots__ = ("conn", "counted", "due", "finish", "i", "last", "middle", "sent", "t0", "tokens")
 
     def __init__(self, conn: _Conn, t0: float, chunks: int, middle: bytes, finish: bytes,
                  tokens: int, counted: bool = True) -> None:
@@ -135,6 +136,7 @@ class _Stream:
         self.finish = finish
         self.tokens = tokens
         self.counted = counted
+        self.sent = 0.0  # when the previous chunk left
 
 
 class _Conn:
@@ -371,11 +373,11 @@ class PacedStub:
         """Send every chunk that is due, in due order, each with its own send; re-arm."""
         firsts, nexts, st, itl = self.firsts, self.nexts, self.stats, self.cfg.itl_s
         popleft, append, heappop = nexts.popleft, nexts.append, heapq.heappop
-        late_first = late_next = 0.0
+        late_first = late_next = gaps = 0.0
         n_first = n_next = 0
         max_first, max_next = st.max_late_first_s, st.max_late_next_s
         done: list[_Stream] = []
-        now = _pc()
+        now = start = _pc()
         while True:
             nd = nexts[0].due if nexts else _INF
             if firsts and firsts[0][0] < nd:
@@ -388,6 +390,8 @@ class PacedStub:
                 now = _pc()
                 if due > now:
                     break
+            if now - start > _SLICE_S:  # overloaded: let requests in (their stamps stay exact)
+                break
             s = heappop(firsts)[2] if first else popleft()
             conn = s.conn
             if conn.closed:
@@ -413,6 +417,7 @@ class PacedStub:
                 late = now - due
                 if i:
                     late_next += late
+                    gaps += now - s.sent
                     n_next += 1
                     if late > max_next:
                         max_next = late
@@ -421,6 +426,7 @@ class PacedStub:
                     n_first += 1
                     if late > max_first:
                         max_first = late
+            s.sent = now
             if i < s.last:
                 s.i = i = i + 1
                 s.due = s.t0 + i * itl
@@ -429,6 +435,7 @@ class PacedStub:
                 done.append(s)
         st.late_first_s += late_first
         st.late_next_s += late_next
+        st.gaps_s += gaps
         st.firsts += n_first
         st.nexts += n_next
         st.max_late_first_s, st.max_late_next_s = max_first, max_next

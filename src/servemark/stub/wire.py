@@ -75,6 +75,7 @@ class Stats:
     nexts: int = 0
     late_first_s: float = 0.0
     late_next_s: float = 0.0
+    gaps_s: float = 0.0  # sum of the actual gaps before later chunks (paced engine)
     max_late_first_s: float = 0.0
     max_late_next_s: float = 0.0
     parsed: int = 0  # requests whose kernel arrival time is known (paced engine)
@@ -107,6 +108,7 @@ class Stats:
             "mean_next_chunk_late_s": mean(self.late_next_s, self.nexts),
             "max_first_chunk_late_s": self.max_late_first_s if self.firsts else None,
             "max_next_chunk_late_s": self.max_late_next_s if self.nexts else None,
+            "mean_next_chunk_gap_s": mean(self.gaps_s, self.nexts) if self.gaps_s else None,
             "mean_parse_delay_s": mean(self.parse_delay_s, self.parsed),
             "max_parse_delay_s": self.max_parse_delay_s if self.parsed else None}
 
