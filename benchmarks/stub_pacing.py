@@ -115,7 +115,7 @@ def main() -> None:
     print(f"fast stub engine on CPU {stub_cpu}: TTFT {args.ttft * 1e3:.0f} ms, ITL "
           f"{args.itl * 1e3:.0f} ms, {args.chunks} chunks per response, {args.seconds:.0f} s")
     print(f"{'streams':>7} {'chunks/s':>9} {'late 1st ms':>11} {'max':>7} {'late next ms':>12} "
-          f"{'max':>7} {'gap ms':>7} {'parse ms':>8} {'stub CPU':>8}")
+          f"{'max':>7} {'gap ms':>7} {'parse ms':>8} {'stub CPU':>8} {'CPU µs/chunk':>12}")
     for n in (int(x) for x in args.streams.split(",")):
         st = measure(n, args.ttft, args.itl, args.chunks, args.seconds, stub_cpu)
 
@@ -127,7 +127,7 @@ def main() -> None:
               f"{ms('max_first_chunk_late_s'):>7} {ms('mean_next_chunk_late_s'):>12} "
               f"{ms('max_next_chunk_late_s'):>7} {ms('mean_next_chunk_gap_s'):>7} "
               f"{ms('mean_parse_delay_s'):>8} "
-              f"{st['stub_cpu']:>8.0%}")
+              f"{st['stub_cpu']:>8.0%} {st['stub_cpu'] / st['chunks_per_s'] * 1e6:>12.1f}")
 
 
 if __name__ == "__main__":

@@ -121,22 +121,24 @@ class _Timer:
 
 
 class _Stream:
-    """One paced response: chunk ``i`` is due at ``t0 + i * itl``; the last one carries the tail.
-    A non-streamed response is a stream of one chunk that does not count as paced."""
+    """One paced response: chunk ``i`` is due at ``t0 + i * itl``; the first carries the head,
+    the last the tail. A non-streamed response is one "chunk" that does not count as paced."""
 
-    __slots__ = ("conn", "counted", "due", "finish", "i", "last", "middle", "sent", "t0", "tokens")
+    __slots__ = ("conn", "counted", "due", "finish", "first", "i", "last", "middle", "sent", "t0",
+                 "tokens")
 
-    def __init__(self, conn: _Conn, t0: float, chunks: int, middle: bytes, finish: bytes,
-                 tokens: int, counted: bool = True) -> None:
+    def __init__(self, conn: _Conn, t0: float, parts: _Parts, tokens: int,
+                 counted: bool = True) -> None:
         self.conn = conn
         self.t0 = self.due = t0
         self.i = 0
-        self.last = chunks - 1
-        self.middle = middle
-        self.finish = finish
+        self.last, self.first, self.middle, self.finish = parts
         self.tokens = tokens
         self.counted = counted
         self.sent = 0.0  # when the previous chunk left
+
+
+_Parts = tuple[int, bytes, bytes, bytes]  # last chunk's index, first, middle and last bytes
 
 
 class _Conn:
@@ -272,9 +274,12 @@ class PacedStub:
         self.firsts: list[tuple[float, int, _Stream]] = []  # heap: (due, seq, stream)
         self.nexts: deque[_Stream] = deque()  # later chunks, in due order by construction
         self._seq = 0
-        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}
+        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}  # whole unpaced responses
+        self._parts: dict[tuple[bool, int, int, bool], _Parts] = {}  # paced ones, by chunk
         self.timer = _Timer(loop, self._run)
         self.lsock: socket.socket | None = None
+        # a wake-up from epoll takes tens of µs here: a chunk due sooner is waited for in a spin
+        self.spin = float(os.environ.get("SERVEMARK_STUB_SPIN_US", "20")) * 1e-6
 
     def listen(self, host: str, port: int) -> int:
         lsock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
@@ -338,8 +343,8 @@ class PacedStub:
                 conn.send(plan.whole())
                 st.completed(plan.n)
                 return
-            self._start(_Stream(conn, t0 + cfg.ttft_s + cfg.itl_s * max(plan.n - 1, 0), 1, b"",
-                                plan.whole(), plan.n, counted=False))
+            self._start(_Stream(conn, t0 + cfg.ttft_s + cfg.itl_s * max(plan.n - 1, 0),
+                                (0, plan.whole(), b"", b""), plan.n, counted=False))
             return
         if not cfg.paced:
             key = plan.key()
@@ -351,14 +356,19 @@ class PacedStub:
             conn.send(HEAD_SSE + wire)
             st.completed(plan.n)
             return
-        conn.send(HEAD_SSE)
-        finish = plan.tail() + DONE + END
         if plan.chunks <= 0:
-            conn.send(finish)
+            conn.send(HEAD_SSE + plan.tail() + DONE + END)
             st.completed(plan.n)
             return
-        self._start(_Stream(conn, t0 + cfg.ttft_s, plan.chunks, plan.middle,
-                            plan.payload(plan.chunks - 1) + finish, plan.n))
+        key = plan.key()
+        parts = self._parts.get(key)
+        if parts is None:  # the head leaves with the first chunk: one send less per request
+            last = plan.chunks - 1
+            finish = plan.payload(last) + plan.tail() + DONE + END
+            parts = (last, HEAD_SSE + (plan.payload(0) if last else finish), plan.middle, finish)
+            if len(self._parts) < 256:
+                self._parts[key] = parts
+        self._start(_Stream(conn, t0 + cfg.ttft_s, parts, plan.n))
 
     def _start(self, s: _Stream) -> None:
         s.conn.busy = True
@@ -367,11 +377,11 @@ class PacedStub:
         if s.due <= _pc():
             self._run()
         else:
-            self.timer.arm(s.due)
+            self.timer.arm(s.due - self.spin)
 
     def _run(self) -> None:
         """Send every chunk that is due, in due order, each with its own send; re-arm."""
-        firsts, nexts, st, itl = self.firsts, self.nexts, self.stats, self.cfg.itl_s
+        firsts, nexts, st, itl, spin = self.firsts, self.nexts, self.stats, self.cfg.itl_s, self.spin
         popleft, append, heappop = nexts.popleft, nexts.append, heapq.heappop
         late_first = late_next = gaps = 0.0
         n_first = n_next = 0
@@ -389,7 +399,10 @@ class PacedStub:
             if due > now:
                 now = _pc()
                 if due > now:
-                    break
+                    if due - now > spin:
+                        break
+                    while due > now:  # due within a wake-up's latency: wait here, not in epoll
+                        now = _pc()
             if now - start > _SLICE_S:  # overloaded: let requests in (their stamps stay exact)
                 break
             s = heappop(firsts)[2] if first else popleft()
@@ -397,7 +410,7 @@ class PacedStub:
             if conn.closed:
                 continue
             i = s.i
-            data = s.middle if i < s.last else s.finish
+            data = s.middle if 0 < i < s.last else (s.finish if i else s.first)
             # conn.send, inlined: this is the per-chunk hot path
             if conn.out:
                 conn.out += data
@@ -448,7 +461,7 @@ class PacedStub:
         if firsts and firsts[0][0] < nd:
             nd = firsts[0][0]
         if nd < _INF:
-            self.timer.arm(nd)
+            self.timer.arm(nd - spin)
 
 
 async def serve(cfg: StubConfig, host: str = "127.0.0.1", port: int = 0,

@@ -167,7 +167,7 @@ class Plan:
     """One generation's response, chunk by chunk: ``payload(i)`` for i < ``chunks``, then
     ``tail`` (usage event when asked for, like vLLM), DONE and END; or ``whole()`` unstreamed."""
 
-    __slots__ = ("chat", "chunks", "k", "middle", "model", "n", "obj", "prompt_len", "stream",
+    __slots__ = ("_middle", "chat", "chunks", "k", "model", "n", "obj", "prompt_len", "stream",
                  "usage", "with_usage")
 
     def __init__(self, cfg: StubConfig, chat: bool, req: dict[str, Any]) -> None:
@@ -186,7 +186,14 @@ class Plan:
         options = req.get("stream_options")  # some clients index choices[0] blindly
         self.with_usage = isinstance(options, dict) and bool(options.get("include_usage"))
         self.obj = "chat.completion.chunk" if chat else "text_completion"
-        self.middle = self._build(0) if self.chunks > 1 else b""  # all but the last: same bytes
+        self._middle: bytes | None = None
+
+    @property
+    def middle(self) -> bytes:
+        """Every chunk but the last is the same bytes (built on first use)."""
+        if self._middle is None:
+            self._middle = self._build(0) if self.chunks > 1 else b""
+        return self._middle
 
     def _build(self, i: int) -> bytes:
         text = "tok " * min(self.k, self.n - i * self.k)
