@@ -279,6 +279,7 @@ class PacedStub:
         self.timer = _Timer(loop, self._run)
         self.lsock: socket.socket | None = None
         # a wake-up from epoll takes tens of µs here: a chunk due sooner is waited for in a spin
+        self._soon = False
         self.spin = float(os.environ.get("SERVEMARK_STUB_SPIN_US", "20")) * 1e-6
 
     def listen(self, host: str, port: int) -> int:
@@ -460,8 +461,16 @@ class PacedStub:
         nd = nexts[0].due if nexts else _INF
         if firsts and firsts[0][0] < nd:
             nd = firsts[0][0]
-        if nd < _INF:
+        if nd <= now:  # it yielded: run again right after the loop has looked at the sockets
+            if not self._soon:
+                self._soon = True
+                self.loop.call_soon(self._run_soon)
+        elif nd < _INF:
             self.timer.arm(nd - spin)
+
+    def _run_soon(self) -> None:
+        self._soon = False
+        self._run()
 
 
 async def serve(cfg: StubConfig, host: str = "127.0.0.1", port: int = 0,
