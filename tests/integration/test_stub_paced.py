@@ -58,7 +58,7 @@ def test_bench_against_fast_stub_is_exact(stub_server, tmp_path: Path) -> None:
         assert r.ok and len(r.chunk_times_s) == 16
         assert r.token_source == "usage" and r.output_tokens == 16 and r.input_tokens == 32
         assert r.chunk_times_s[0] >= 0.0499  # never early: the schedule starts after the send
-    assert p.ttft_s.mean == pytest.approx(0.050, abs=0.004)
+    assert p.ttft_s.mean == pytest.approx(0.050, abs=0.005)
     assert p.itl_s.mean == pytest.approx(0.010, abs=0.0005)
     st = stats(stub.base_url)
     assert st["completions"] == st["requests"] == 48  # the pre-warm reused connections: GETs
