@@ -338,7 +338,8 @@ def run_one(tool: str, py: Path, c: int, n: int, paced: tuple[float, float] | No
     args = ["--model", MODEL]
     if paced:
         args += ["--ttft", str(paced[0]), "--itl", str(paced[1])]
-    with StubProcess(*args, cpu=stub_cpu) as stub:
+    # paced: the fast engine (exact schedule from the kernel arrival at any concurrency)
+    with StubProcess(*args, cpu=stub_cpu, engine="fast" if paced else None) as stub:
         j = job(tool, py, stub.base_url, tokenizer, c, n, tmp / f"{tool}-c{c}-{'paced' if paced else 'unpaced'}")
         argv = j.argv
         if client_cpu is not None and shutil.which("taskset"):

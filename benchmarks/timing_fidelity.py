@@ -1,10 +1,13 @@
 """Timing fidelity: how far servemark's measured TTFT and ITL are from a server's known truth.
 
-The stub runs in its own process (pinned to the last core where taskset exists) with a known
+The stub runs in its own process (pinned to the last core where taskset exists), its paced
+engine (``--engine fast``: one scheduler, schedule from the kernel arrival) with a known
 50 ms TTFT and 10 ms between chunks; the client (pinned to core 0) runs closed loop at 256 and
 1,024 concurrent streams. Printed: measured mean ITL and TTFT minus the truth, the stub's own
-lateness (``/stub/stats``: how late it actually wrote its chunks), and under saturation (a
-zero-delay stub, c=256) the TTFT inflation. Targets of the load-generator issue: ITL within
+lateness (``/stub/stats``: how late it actually wrote its chunks, from the kernel arrival of
+each request) and the TTFT error against that measured truth (ttft + the stub's mean first-chunk
+lateness; ITL likewise against the stub's actual mean gap), the stub's own CPU share, and under saturation (a zero-delay stub, c=256, on whichever
+engine is faster there: ``--saturation-engine``) the TTFT inflation. Targets of the load-generator issue: ITL within
 0.5 ms, TTFT within 2 ms, saturation TTFT inflation under 5 ms. Prints figures; not a test.
 """
 
@@ -15,6 +18,7 @@ import json
 import os
 import sys
 import tempfile
+import time
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,31 +41,61 @@ class Fidelity:
     stub_next_late_s: float | None
     chunks_per_s: float
     client_cpu_util: float | None
+    stub_cpu_util: float | None = None
+    stub_parse_delay_s: float | None = None
+    stub_first_late_max_s: float | None = None
+    stub_next_late_max_s: float | None = None
+    stub_gap_s: float | None = None  # the stub's actual mean gap before later chunks
 
     @property
     def ttft_error_s(self) -> float:
         return self.ttft_mean_s - self.ttft_truth_s
 
     @property
+    def ttft_error_measured_s(self) -> float | None:
+        """Against what the stub actually did: ttft + its mean first-chunk lateness."""
+        if self.stub_first_late_s is None:
+            return None
+        return self.ttft_mean_s - self.ttft_truth_s - self.stub_first_late_s
+
+    @property
     def itl_error_s(self) -> float:
         return self.itl_mean_s - self.itl_truth_s
 
+    @property
+    def itl_error_measured_s(self) -> float | None:
+        """Against the gaps the stub actually left (itl + how its lateness grew)."""
+        return None if self.stub_gap_s is None else self.itl_mean_s - self.stub_gap_s
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
 
 def measure(concurrency: int, ttft_s: float, itl_s: float, output_len: int, rounds: int,
-            stub_cpu: int | None) -> Fidelity:
+            stub_cpu: int | None, engine: str = "fast") -> Fidelity:
     """One closed-loop point: ``rounds`` requests per stream against a paced stub."""
-    with StubProcess("--ttft", str(ttft_s), "--itl", str(itl_s), cpu=stub_cpu) as stub, \
-            tempfile.TemporaryDirectory() as tmp:
+    with StubProcess("--ttft", str(ttft_s), "--itl", str(itl_s), cpu=stub_cpu,
+                     engine=engine) as stub, tempfile.TemporaryDirectory() as tmp:
         cfg = BenchConfig(base_url=stub.base_url, concurrency=[concurrency],
                           num_requests=concurrency * rounds, input_len=128, output_len=output_len,
                           output_dir=Path(tmp) / "run", results_root=Path(tmp))
+        cpu0, t0 = _cpu_s(stub.proc.pid), time.perf_counter()
         p = bench(cfg).points[0]
+        stub_util = (_cpu_s(stub.proc.pid) - cpu0) / (time.perf_counter() - t0)
         with urllib.request.urlopen(stub.base_url + "/stub/stats", timeout=5) as resp:  # noqa: S310
             stats = json.loads(resp.read())
     chunks = (p.output_tokens_per_s or 0.0)
     return Fidelity(concurrency, ttft_s, itl_s, p.ttft_s.mean or 0.0, p.itl_s.mean or 0.0,
                     stats.get("mean_first_chunk_late_s"), stats.get("mean_next_chunk_late_s"),
-                    chunks, p.fidelity.client_cpu_util if p.fidelity else None)
+                    chunks, p.fidelity.client_cpu_util if p.fidelity else None, stub_util,
+                    stats.get("mean_parse_delay_s"), stats.get("max_first_chunk_late_s"),
+                    stats.get("max_next_chunk_late_s"), stats.get("mean_next_chunk_gap_s"))
 
 
 def _ms(v: float | None, signed: bool = True) -> str:
@@ -77,6 +111,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="requests per stream")
     parser.add_argument("--ttft", type=float, default=0.050)
     parser.add_argument("--itl", type=float, default=0.010)
+    parser.add_argument("--engine", default="fast", choices=("fast", "asyncio"),
+                        help="stub engine for the paced points")
+    parser.add_argument("--saturation-engine", default="fast", choices=("fast", "asyncio"),
+                        help="stub engine for the zero-delay point (fast: as fast or faster "
+                             "than asyncio's cached responses in the runs of 2026-12-01)")
     args = parser.parse_args()
     ncpu = os.cpu_count() or 1
     stub_cpu = ncpu - 1 if ncpu > 1 else None
@@ -84,16 +123,23 @@ def main() -> None:
         os.sched_setaffinity(0, {0})
     print(f"truth: TTFT {args.ttft * 1000:.0f} ms, ITL {args.itl * 1000:.0f} ms, "
           f"{args.output_len} chunks per response")
-    print(f"{'streams':>7} {'TTFT err ms':>11} {'ITL err ms':>10} {'stub late 1st/next ms':>21} "
-          f"{'chunks/s':>9} {'client CPU':>10}")
+    print(f"{args.engine} stub engine; TTFT error vs nominal truth and vs the stub's measured one "
+          "(ttft + its first-chunk lateness)")
+    print(f"{'streams':>7} {'TTFT err ms':>11} {'vs measured':>11} {'ITL err ms':>10} "
+          f"{'vs measured':>11} "
+          f"{'stub late 1st/next ms (max)':>31} {'parse ms':>8} {'chunks/s':>9} "
+          f"{'client CPU':>10} {'stub CPU':>8}")
     for c in (int(x) for x in args.concurrency.split(",")):
-        f = measure(c, args.ttft, args.itl, args.output_len, args.rounds, stub_cpu)
+        f = measure(c, args.ttft, args.itl, args.output_len, args.rounds, stub_cpu, args.engine)
         util = "–" if f.client_cpu_util is None else f"{f.client_cpu_util:.0%}"
-        late = f"{_ms(f.stub_first_late_s)}/{_ms(f.stub_next_late_s)}"
-        print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.itl_error_s):>10} {late:>21} "
-              f"{f.chunks_per_s:>9,.0f} {util:>10}")
-    sat = measure(256, 0.0, 0.0, 256, 4, stub_cpu)
-    print(f"saturation (zero-delay stub, c=256, 256 chunks): mean TTFT {_ms(sat.ttft_mean_s, False)} ms, "
+        sutil = "–" if f.stub_cpu_util is None else f"{f.stub_cpu_util:.0%}"
+        late = (f"{_ms(f.stub_first_late_s)}/{_ms(f.stub_next_late_s)} "
+                f"({_ms(f.stub_first_late_max_s, False)}/{_ms(f.stub_next_late_max_s, False)})")
+        print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.ttft_error_measured_s):>11} "
+              f"{_ms(f.itl_error_s):>10} {_ms(f.itl_error_measured_s):>11} {late:>31} {_ms(f.stub_parse_delay_s, False):>8} "
+              f"{f.chunks_per_s:>9,.0f} {util:>10} {sutil:>8}")
+    sat = measure(256, 0.0, 0.0, 256, 4, stub_cpu, args.saturation_engine)
+    print(f"saturation ({args.saturation_engine} zero-delay stub, c=256, 256 chunks): mean TTFT {_ms(sat.ttft_mean_s, False)} ms, "
           f"{sat.chunks_per_s:,.0f} chunks/s")
 
 

@@ -17,10 +17,13 @@ SRC = Path(__file__).resolve().parents[2]
 
 
 class StubProcess:
-    """``python -m servemark.stub ARGS`` on a free port; ``cpu`` pins it with taskset."""
+    """``python -m servemark.stub ARGS`` on a free port; ``cpu`` pins it with taskset; ``engine``
+    ``"fast"`` is the paced engine (exact timing at scale, no faults)."""
 
-    def __init__(self, *args: str, cpu: int | None = None) -> None:
+    def __init__(self, *args: str, cpu: int | None = None, engine: str | None = None) -> None:
         self.port = free_port()
+        if engine is not None:
+            args = ("--engine", engine, *args)
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SRC), env.get("PYTHONPATH")]))
         cmd = [sys.executable, "-m", "servemark.stub", "--port", str(self.port), *args]
