@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -116,6 +117,9 @@ def main() -> None:
     parser.add_argument("--saturation-engine", default="fast", choices=("fast", "asyncio"),
                         help="stub engine for the zero-delay point (fast: as fast or faster "
                              "than asyncio's cached responses in the runs of 2026-12-01)")
+    parser.add_argument("--ceiling-runs", type=int, default=3,
+                        help="repetitions of the paced-ceiling point (1,024 streams x 256 chunks "
+                             "10 ms apart: chunks per client CPU-second; 0 skips it)")
     args = parser.parse_args()
     ncpu = os.cpu_count() or 1
     stub_cpu = ncpu - 1 if ncpu > 1 else None
@@ -138,6 +142,19 @@ def main() -> None:
         print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.ttft_error_measured_s):>11} "
               f"{_ms(f.itl_error_s):>10} {_ms(f.itl_error_measured_s):>11} {late:>31} {_ms(f.stub_parse_delay_s, False):>8} "
               f"{f.chunks_per_s:>9,.0f} {util:>10} {sutil:>8}")
+    if args.ceiling_runs:
+        print("paced ceiling: 1,024 streams, 256 chunks 10 ms apart, 2 requests per stream")
+        per_cpu: list[float] = []
+        for run in range(args.ceiling_runs):
+            f = measure(1024, args.ttft, args.itl, 256, 2, stub_cpu, args.engine)
+            util = f.client_cpu_util or 0.0
+            per_cpu.append(f.chunks_per_s / util if util else 0.0)
+            print(f"  run {run + 1}: {f.chunks_per_s:,.0f} chunks/s at {util:.0%} of the client "
+                  f"core = {per_cpu[-1]:,.0f} chunks per client CPU-second; ITL error "
+                  f"{_ms(f.itl_error_s)} ms (vs measured {_ms(f.itl_error_measured_s)}), stub CPU "
+                  f"{'–' if f.stub_cpu_util is None else f'{f.stub_cpu_util:.0%}'}")
+        print(f"  median {statistics.median(per_cpu):,.0f}, range {min(per_cpu):,.0f}–"
+              f"{max(per_cpu):,.0f} chunks per client CPU-second")
     sat = measure(256, 0.0, 0.0, 256, 4, stub_cpu, args.saturation_engine)
     print(f"saturation ({args.saturation_engine} zero-delay stub, c=256, 256 chunks): mean TTFT {_ms(sat.ttft_mean_s, False)} ms, "
           f"{sat.chunks_per_s:,.0f} chunks/s")

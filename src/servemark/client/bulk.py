@@ -58,6 +58,39 @@ def _count_ok(usage: dict[str, Any]) -> bool:
     return True
 
 
+def _delta_text(d: _Delta | None) -> str:
+    if d is None:
+        return ""
+    t = d.content or ""
+    if d.reasoning_content:
+        t += d.reasoning_content
+    if d.reasoning:
+        t += d.reasoning
+    return t
+
+
+def decode_one(payload: bytes) -> tuple[str, str | None, dict[str, Any] | None] | None:
+    """One event's (text, finish_reason, usage) — the paced hot path, one network read per
+    event. None: decode it with the per-event path (errors, [DONE], unusual shapes)."""
+    if not AVAILABLE or b'"error"' in payload or b'"message"' in payload:
+        return None
+    try:
+        c = _decode_one(payload)
+    except _Errors:
+        return None
+    u = c.usage
+    if u and not _count_ok(u):
+        return None
+    ch = c.choices
+    if not ch:
+        return "", None, u
+    x = ch[0]
+    t = x.text
+    if t is UNSET:
+        t = _delta_text(x.delta)
+    return t or "", x.finish_reason, u
+
+
 def decode_joined(payloads: bytes, n: int) -> Bulk | None:
     """``payloads``: the data of ``n`` events joined by :data:`servemark.client.sse.JOIN` (as
     :meth:`SSEParser.feed_joined` returns them). None: decode these events one by one."""
@@ -102,15 +135,7 @@ def decode_joined(payloads: bytes, n: int) -> Bulk | None:
         x = ch[0]
         t = x.text
         if t is UNSET:
-            d = x.delta
-            if d is None:
-                t = ""
-            else:
-                t = d.content or ""
-                if d.reasoning_content:
-                    t += d.reasoning_content
-                if d.reasoning:
-                    t += d.reasoning
+            t = _delta_text(x.delta)
         if t:
             append(t)
         if x.finish_reason:

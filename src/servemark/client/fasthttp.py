@@ -39,7 +39,7 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.sink: Callable[[], None] | None = None
+        self.sink: Callable[[bytes | None], None] | None = None
         self.last = 0.0  # perf_counter of the latest read (read timeouts in push mode)
         self.closed = False
         self.exc: BaseException | None = None
@@ -48,11 +48,11 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
         self.last = time.perf_counter()
         if self.sink is not None:
-            self.sink()
+            self.sink(data)
             return
+        self.buf += data
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -68,7 +68,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         self.exc = self.exc or exc
         if self.sink is not None:
-            self.sink()
+            self.sink(None)
             return
         w = self.waiter
         if w is not None and not w.done():
@@ -110,7 +110,7 @@ class _SockConn:
         self.closed = False
         self.exc: BaseException | None = None
         self.arrival: float | None = None
-        self.sink: Callable[[], None] | None = None
+        self.sink: Callable[[bytes | None], None] | None = None
         self.last = 0.0
         self._out = b""
         loop.add_reader(self.fd, self._readable)
@@ -126,7 +126,6 @@ class _SockConn:
         if not data:
             self._wake_closed(None)
             return
-        self.buf += data
         now = self.last = time.perf_counter()
         if anc:
             sec, ns = _unpack_ts(anc[0][2])
@@ -134,8 +133,9 @@ class _SockConn:
             arrival = sec + ns * 1e-9 - (time.time() - now)
             self.arrival = arrival if now - 30.0 < arrival <= now else now
         if self.sink is not None:
-            self.sink()
+            self.sink(data)  # push mode: the bytes go straight to the response (no copy)
             return
+        self.buf += data
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
@@ -146,7 +146,7 @@ class _SockConn:
         self.closed = True
         self.exc = self.exc or exc
         if self.sink is not None:
-            self.sink()
+            self.sink(None)
             return
         w = self.waiter
         if w is not None and not w.done():
@@ -320,23 +320,34 @@ class _Response:
         if self._remaining == 0 or self.status in (204, 304):
             self._done = True
 
-    def _dechunk(self) -> tuple[bytes, bool]:
-        """Remove every complete chunk from the buffer; return their payload and whether the
-        terminating zero-size chunk was seen."""
+    def _dechunk(self, fresh: bytes | None = None) -> tuple[bytes, bool]:
+        """Remove every complete chunk from the buffer and ``fresh`` (bytes just read, not yet
+        buffered); return their payload and whether the terminating zero-size chunk was seen.
+        What is left of an incomplete chunk stays in the buffer."""
         buf = self._conn.buf
-        data = bytes(buf)
+        if fresh is None:
+            data = bytes(buf)
+        elif buf:
+            buf += fresh
+            data = bytes(buf)
+        else:
+            data = fresh  # the common case: nothing pending, no copy
         # one whole chunk (a paced stream's usual read): its size line, payload and CRLF exactly
         eol = data.find(b"\r\n")
         if 0 < eol < 9:
-            with contextlib.suppress(ValueError):
+            try:
                 size = int(data[:eol], 16)
-                stop = eol + 2 + size
-                if size and stop + 2 == len(data) and data[stop:] == b"\r\n":
+            except ValueError:  # chunk extensions or garbage: the general loop says which
+                size = 0
+            stop = eol + 2 + size
+            if size and stop + 2 == len(data) and data.endswith(b"\r\n"):
+                if buf:
                     buf.clear()
-                    return data[eol + 2:stop], False
+                return data[eol + 2:stop], False
         fast = _dechunk_whole(data)
         if fast is not None:
-            buf.clear()
+            if buf:
+                buf.clear()
             return fast
         find = data.find
         n = len(data)
@@ -368,7 +379,9 @@ class _Response:
                 break
             out.append(data[start:stop])
             pos = stop + 2
-        if pos:
+        if data is fresh:
+            buf += data[pos:]
+        elif pos:
             del buf[:pos]
         return (out[0] if len(out) == 1 else b"".join(out)), finished
 
@@ -422,12 +435,14 @@ class _Response:
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
 
-        def on_data() -> None:
+        def on_data(fresh: bytes | None) -> None:
             if done.done():
+                if fresh:
+                    conn.buf += fresh
                 return
             try:
-                if conn.buf:
-                    data, finished = self._dechunk()
+                if fresh or conn.buf:
+                    data, finished = self._dechunk(fresh)
                     if data:
                         consumer(data, conn.arrival)
                     if finished:
@@ -467,7 +482,7 @@ class _Response:
         conn.last = time.perf_counter()
         conn.sink = on_data
         try:
-            on_data()  # body bytes that came with the head
+            on_data(None)  # body bytes that came with the head
             check()
             await done
         finally:

@@ -18,7 +18,7 @@ from email.utils import parsedate_to_datetime
 import aiohttp
 
 from servemark.client.bulk import AVAILABLE as BULK
-from servemark.client.bulk import decode_joined
+from servemark.client.bulk import decode_joined, decode_one
 from servemark.client.openai import (
     PATHS,
     GenerationOptions,
@@ -50,6 +50,7 @@ class Target:
         return self.base_url.rstrip("/") + PATHS[api]
 
 
+_NO_LIMIT = contextlib.nullcontext()
 RETRY_STATUSES = (429, 503)  # the server asks us to come back later; nothing was processed
 
 
@@ -103,13 +104,29 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
     the transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
     parser = SSEParser()
     texts = out.texts
-    feed_joined = parser.feed_joined
+    feed_joined, feed_one = parser.feed_joined, parser.feed_one
 
     def feed(chunk: bytes, arrival: float | None) -> None:
         now = clock()
         if stamped and arrival is not None and start <= arrival < now:
             now = arrival
         first = not times
+        if BULK:  # one event in this read (paced streams): the leanest path
+            payload = feed_one(chunk)
+            if payload is not None and payload != b"[DONE]":
+                one = decode_one(payload)
+                if one is not None:
+                    text, fin, use = one
+                    if text:
+                        times.append(now - start)
+                        texts.append(text)
+                        if first:
+                            on_first()
+                    if fin:
+                        out.finish = fin
+                    if use:
+                        out.usage = use
+                    return
         joined = feed_joined(chunk) if BULK else None
         if joined is not None:
             bulk = decode_joined(*joined)
@@ -220,13 +237,16 @@ async def execute(
     start = clock()
     rec.start_s = start - t0  # every attempt's timing counts from the first send
     rec.attempts = 0
-    first_token = asyncio.timeout(opts.first_token_timeout_s)
+    # no first-token limit: no Timeout object per request (it is on the per-request hot path)
+    limit = opts.first_token_timeout_s
+    first_token = asyncio.timeout(limit) if limit is not None else None
 
     def got_first_token() -> None:
-        first_token.reschedule(None)
+        if first_token is not None:
+            first_token.reschedule(None)
 
     try:
-        async with first_token:
+        async with first_token or _NO_LIMIT:
             while True:
                 rec.attempts += 1
                 retry_in: float | None = None
@@ -271,7 +291,7 @@ async def execute(
         # record back, so the cancellation ends here (the task completes normally).
         rec.error_kind, rec.error = "cancelled", "cancelled by the user"
     except Exception as exc:  # a failed request is data, not an exception
-        if first_token.expired():
+        if first_token is not None and first_token.expired():
             rec.error_kind = "timeout"
             rec.error = f"no first token within {opts.first_token_timeout_s:g} s"
         else:

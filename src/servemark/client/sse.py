@@ -42,6 +42,14 @@ class SSEParser:
             return None
         return chunk[6:-2], n
 
+    def feed_one(self, chunk: bytes) -> bytes | None:
+        """The paced hot path: the payload when nothing is pending and the read is exactly one
+        single-line ``data: X`` event (then nothing is kept); None: use :meth:`feed_joined`."""
+        if (self._buf or self._data or self._pending_cr or chunk[:6] != b"data: "
+                or chunk[-2:] != b"\n\n" or chunk.count(b"\n") != 2 or b"\r" in chunk):
+            return None
+        return chunk[6:-2]
+
     def _feed_simple(self, chunk: bytes) -> list[bytes] | None:
         """The common case on the hot path — whole ``data: X`` events separated by blank lines —
         in one split; None when the read holds anything else (then the general rules apply)."""
