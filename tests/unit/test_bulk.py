@@ -129,3 +129,41 @@ def test_bulk_agrees_with_per_event_whenever_it_answers(events: list[bytes], don
     got = bulk(events)
     if got is not None:
         assert got == per_event(events)
+
+
+def _feed_reads(reads: list[bytes], flush_each: bool) -> tuple:
+    from servemark.client.request import _Stream, _stream_feeder
+
+    times: list[float] = []
+    out = _Stream()
+    clock = iter(range(1, 10_000)).__next__
+    feed, flush, _ = _stream_feeder(times, out, 0.0, lambda: float(clock()), lambda: None, False)
+    try:
+        for r in reads:
+            feed(r, None)
+            if flush_each:
+                flush()
+        flush()
+    except MalformedResponse:
+        return ("malformed",)
+    return times, out.texts, out.finish, out.usage, out.done, out.error
+
+
+@settings(max_examples=300, deadline=timedelta(milliseconds=500))
+@given(st.lists(event, min_size=1, max_size=8), st.booleans(), st.lists(st.integers(0, 400), max_size=6))
+def test_reads_kept_after_the_first_token_decode_as_read_by_read(
+        events: list[bytes], done: bool, cuts: list[int]) -> None:
+    """The feeder keeps reads after the first token and decodes them in one bulk call at the
+    end; every event must get the time of the read that completed it, as read-by-read does."""
+    data = wire(completion("first"), *events, *([b"[DONE]"] if done else []))
+    bounds = sorted({min(c, len(data)) for c in cuts} | {0, len(data)})
+    reads = [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    assert _feed_reads(reads, flush_each=False) == _feed_reads(reads, flush_each=True)
+
+
+def test_kept_reads_keep_their_own_times() -> None:
+    reads = [wire(completion("a")), wire(completion("b"), completion("c")),
+             wire(completion("d", "length"), b"[DONE]")]
+    times, texts, finish, _usage, done, _error = _feed_reads(reads, flush_each=False)
+    assert texts == ["a", "b", "c", "d"] and times == [1.0, 2.0, 2.0, 3.0]
+    assert finish == "length" and done
