@@ -91,10 +91,9 @@ def decode_one(payload: bytes) -> tuple[str, str | None, dict[str, Any] | None] 
     return t or "", x.finish_reason, u
 
 
-def decode_joined(payloads: bytes, n: int, per_event: bool = False) -> Bulk | None:
+def decode_joined(payloads: bytes, n: int) -> Bulk | None:
     """``payloads``: the data of ``n`` events joined by :data:`servemark.client.sse.JOIN` (as
-    :meth:`SSEParser.feed_joined` returns them). None: decode these events one by one.
-    ``per_event``: the texts hold one entry per event but ``[DONE]`` ("" where it had none)."""
+    :meth:`SSEParser.feed_joined` returns them). None: decode these events one by one."""
     if not AVAILABLE:
         return None
     done = False
@@ -132,8 +131,6 @@ def decode_joined(payloads: bytes, n: int, per_event: bool = False) -> Bulk | No
             usage = u
         ch = c.choices
         if not ch:
-            if per_event:
-                append("")
             continue
         x = ch[0]
         t = x.text
@@ -141,8 +138,6 @@ def decode_joined(payloads: bytes, n: int, per_event: bool = False) -> Bulk | No
             t = _delta_text(x.delta)
         if t:
             append(t)
-        elif per_event:
-            append("")
         if x.finish_reason:
             finish = x.finish_reason
     return texts, finish, usage, done

@@ -96,24 +96,20 @@ class _Stream:
 
 
 def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
-                   on_first: Callable[[], None], stamped: bool
-                   ) -> tuple[Callable[[bytes, float | None], None], Callable[[], None], SSEParser]:
-    """The per-read work of a streamed response (the hot path) as closures: ``feed(chunk,
-    arrival)`` for every read and ``flush()`` once at the end (also after an error).
-
-    Until the first token every read is decoded at once (the first-token timeout needs it).
-    After it, a read is only kept with its time — ``(bytes, time)`` appended to two lists — and
-    ``flush`` decodes all of them in one bulk call, giving each event its read's time; where
-    that cannot be proven exact (an event split across reads, unusual shapes) it decodes them
-    read by read as before. ``arrival``: the kernel's receive time of the read (perf_counter
-    clock) when the transport knows it, so a busy client does not add its own queueing."""
+                   on_first: Callable[[], None],
+                   stamped: bool) -> tuple[Callable[[bytes, float | None], None], SSEParser]:
+    """The per-read work of a streamed response as one closure (the hot path): SSE framing, one
+    bulk decode of the read's events (or one decode per event for unusual shapes), one time per
+    content chunk. ``arrival``: the kernel's receive time of the read (perf_counter clock) when
+    the transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
     parser = SSEParser()
     texts = out.texts
     feed_joined, feed_one = parser.feed_joined, parser.feed_one
-    kept: list[bytes] = []
-    kept_at: list[float] = []
 
-    def process(chunk: bytes, now: float) -> None:
+    def feed(chunk: bytes, arrival: float | None) -> None:
+        now = clock()
+        if stamped and arrival is not None and start <= arrival < now:
+            now = arrival
         first = not times
         if BULK:  # one event in this read (paced streams): the leanest path
             payload = feed_one(chunk)
@@ -172,46 +168,7 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
         if first and times:
             on_first()
 
-    def feed(chunk: bytes, arrival: float | None) -> None:
-        now = clock()
-        if stamped and arrival is not None and start <= arrival < now:
-            now = arrival
-        if times and BULK:
-            kept.append(chunk)
-            kept_at.append(now)
-        else:
-            process(chunk, now)
-
-    def flush() -> None:
-        if not kept:
-            return
-        chunks, at = kept[:], kept_at[:]
-        kept.clear()
-        kept_at.clear()
-        if all(c.endswith(b"\n\n") for c in chunks):
-            joined = feed_joined(b"".join(chunks))  # None unless all are whole data events
-            bulk = decode_joined(*joined, per_event=True) if joined is not None else None
-            if bulk is not None:
-                per_event, fin, use, saw_done = bulk
-                k = 0
-                for c, t in zip(chunks, at, strict=True):
-                    n = c.count(b"\n\n")  # events this read completed (all whole, proven)
-                    for text in per_event[k:k + n]:
-                        if text:
-                            times.append(t - start)
-                            texts.append(text)
-                    k += n
-                if fin:
-                    out.finish = fin
-                if use:
-                    out.usage = use
-                if saw_done:
-                    out.done = True
-                return
-        for c, t in zip(chunks, at, strict=True):  # read by read, exactly as they came
-            process(c, t)
-
-    return feed, flush, parser
+    return feed, parser
 
 
 async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
@@ -220,18 +177,15 @@ async def _read_stream(resp: object, times: list[float], out: _Stream, start: fl
     read by read from the transport's read callback where it can (no coroutine wake-up per
     read), else by iterating its chunks. Every event of one read shares its arrival time."""
     stamped = clock is time.perf_counter and hasattr(resp, "arrival")
-    feed, flush, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
-    try:
-        if getattr(resp, "can_push", False):
-            await resp.push(feed)  # type: ignore[attr-defined]
-        else:
-            arrival = None
-            async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
-                if stamped:
-                    arrival = resp.arrival  # type: ignore[attr-defined]
-                feed(chunk, arrival)
-    finally:
-        flush()  # what was read counts, also when the stream broke off
+    feed, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
+    if getattr(resp, "can_push", False):
+        await resp.push(feed)  # type: ignore[attr-defined]
+    else:
+        arrival = None
+        async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
+            if stamped:
+                arrival = resp.arrival  # type: ignore[attr-defined]
+            feed(chunk, arrival)
     if stamped:  # the read that brought the last byte (maybe only the final chunk)
         arrival = resp.arrival  # type: ignore[attr-defined]
         if arrival is not None and start <= arrival < clock():
