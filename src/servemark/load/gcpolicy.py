@@ -21,7 +21,7 @@ YOUNG_THRESHOLD = 20_000  # allocations between young-generation passes (Python'
 @contextmanager
 def load_gc() -> Iterator[None]:
     """Freeze the objects that exist now and raise the young threshold until the block ends."""
-    if os.environ.get("SERVEMARK_GC", "").lower() == "default" or gc.isenabled() is False:
+    if os.environ.get("SERVEMARK_GC", "").lower() == "default" or not gc.isenabled():
         yield
         return
     old = gc.get_threshold()

@@ -35,6 +35,7 @@ from servemark.stub.wire import (
     DONE,
     END,
     HEAD_SSE,
+    BodyCache,
     Plan,
     Stats,
     StubConfig,
@@ -207,7 +208,7 @@ class PacedStub:
         self.firsts: list[tuple[float, int, _Stream]] = []  # heap: (due, seq, stream)
         self.nexts: deque[_Stream] = deque()  # later chunks, in due order by construction
         self._seq = 0
-        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}  # whole unpaced responses
+        self._bodies = BodyCache()  # whole unpaced responses
         self._parts: dict[tuple[bool, int, int, bool], _Parts] = {}  # paced ones, by chunk
         self.timer = Timer(loop, self._run)
         self.lsock: socket.socket | None = None
@@ -281,13 +282,7 @@ class PacedStub:
                                 (0, plan.whole(), b"", b""), plan.n, counted=False))
             return
         if not cfg.paced:
-            key = plan.key()
-            wire = self._cache.get(key)
-            if wire is None:
-                wire = plan.unpaced_body()
-                if len(self._cache) < 256:
-                    self._cache[key] = wire
-            conn.send(HEAD_SSE + wire)
+            conn.send(HEAD_SSE + self._bodies.body(plan))
             st.completed(plan.n)
             return
         if plan.chunks <= 0:

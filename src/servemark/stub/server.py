@@ -31,6 +31,7 @@ from servemark.stub.wire import (
     END,
     HEAD_SSE,
     MODEL,
+    BodyCache,
     Plan,
     Stats,
     StubConfig,
@@ -51,7 +52,7 @@ class _Stub:
     def __init__(self, cfg: StubConfig) -> None:
         self.cfg = cfg
         self.stats = Stats()
-        self._cache: dict[tuple[bool, int, int, bool], bytes] = {}  # whole unpaced responses
+        self._bodies = BodyCache()  # whole unpaced responses
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -144,13 +145,7 @@ class _Stub:
         if not paced and fault is None:
             # zero-delay load: the whole response is one cached write, so the stub is never the
             # bottleneck of a client-capacity measurement
-            key = plan.key()
-            wire = self._cache.get(key)
-            if wire is None:
-                wire = plan.unpaced_body()
-                if len(self._cache) < 256:
-                    self._cache[key] = wire
-            writer.write(HEAD_SSE + wire)
+            writer.write(HEAD_SSE + self._bodies.body(plan))
             await writer.drain()
             self.stats.completed(n)
             return True

@@ -228,3 +228,22 @@ class Plan:
         return response(200, orjson.dumps(
             {"object": "chat.completion" if self.chat else "text_completion", "model": self.model,
              "choices": [choice], "usage": self.usage}))
+
+
+class BodyCache:
+    """Whole unpaced streamed bodies by shape (at most 256), so a zero-delay stub answers with
+    one cached write and is never the bottleneck of a client-capacity measurement."""
+
+    LIMIT = 256
+
+    def __init__(self) -> None:
+        self._bodies: dict[tuple[bool, int, int, bool], bytes] = {}
+
+    def body(self, plan: Plan) -> bytes:
+        key = plan.key()
+        wire = self._bodies.get(key)
+        if wire is None:
+            wire = plan.unpaced_body()
+            if len(self._bodies) < self.LIMIT:
+                self._bodies[key] = wire
+        return wire
