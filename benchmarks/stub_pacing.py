@@ -29,11 +29,6 @@ from servemark.stub.process import StubProcess  # noqa: E402
 _END = b"0\r\n\r\n"
 
 
-def _cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _stats(base_url: str) -> dict:
     with urllib.request.urlopen(base_url + "/stub/stats", timeout=10) as resp:  # noqa: S310
         return dict(json.loads(resp.read()))
@@ -86,7 +81,7 @@ async def _drive(port: int, streams: int, chunks: int, seconds: float) -> None:
 def measure(streams: int, ttft: float, itl: float, chunks: int, seconds: float,
             stub_cpu: int | None) -> dict:
     with StubProcess("--ttft", str(ttft), "--itl", str(itl), engine="fast", cpu=stub_cpu) as stub:
-        cpu0, t0 = _cpu_s(stub.proc.pid), time.perf_counter()
+        cpu0, t0 = stub.cpu_s(), time.perf_counter()
         try:
             import uvloop
 
@@ -95,7 +90,7 @@ def measure(streams: int, ttft: float, itl: float, chunks: int, seconds: float,
             asyncio.run(_drive(stub.port, streams, chunks, seconds))
         wall = time.perf_counter() - t0
         st = _stats(stub.base_url)
-        st["stub_cpu"] = (_cpu_s(stub.proc.pid) - cpu0) / wall
+        st["stub_cpu"] = (stub.cpu_s() - cpu0) / wall
         st["chunks_per_s"] = (st["paced_first_chunks"] + st["paced_next_chunks"]) / wall
     return st
 

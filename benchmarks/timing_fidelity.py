@@ -69,15 +69,6 @@ class Fidelity:
         return None if self.stub_gap_s is None else self.itl_mean_s - self.stub_gap_s
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (Linux /proc; 0 elsewhere)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measure(concurrency: int, ttft_s: float, itl_s: float, output_len: int, rounds: int,
             stub_cpu: int | None, engine: str = "fast") -> Fidelity:
     """One closed-loop point: ``rounds`` requests per stream against a paced stub."""
@@ -86,9 +77,9 @@ def measure(concurrency: int, ttft_s: float, itl_s: float, output_len: int, roun
         cfg = BenchConfig(base_url=stub.base_url, concurrency=[concurrency],
                           num_requests=concurrency * rounds, input_len=128, output_len=output_len,
                           output_dir=Path(tmp) / "run", results_root=Path(tmp))
-        cpu0, t0 = _cpu_s(stub.proc.pid), time.perf_counter()
+        cpu0, t0 = stub.cpu_s(), time.perf_counter()
         p = bench(cfg).points[0]
-        stub_util = (_cpu_s(stub.proc.pid) - cpu0) / (time.perf_counter() - t0)
+        stub_util = (stub.cpu_s() - cpu0) / (time.perf_counter() - t0)
         with urllib.request.urlopen(stub.base_url + "/stub/stats", timeout=5) as resp:  # noqa: S310
             stats = json.loads(resp.read())
     chunks = (p.output_tokens_per_s or 0.0)
