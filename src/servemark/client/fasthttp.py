@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
+from servemark.client.kernelstamp import to_perf
 from servemark.client.transport import HttpRequest, StreamResponse, Timeouts
 
 
@@ -129,8 +130,7 @@ class _SockConn:
         now = self.last = time.perf_counter()
         if anc:
             sec, ns = _unpack_ts(anc[0][2])
-            # CLOCK_REALTIME -> perf_counter, offset taken now (so NTP slewing cannot drift it)
-            arrival = sec + ns * 1e-9 - (time.time() - now)
+            arrival = to_perf(sec, ns, now)
             self.arrival = arrival if now - 30.0 < arrival <= now else now
         if self.sink is not None:
             self.sink(data)  # push mode: the bytes go straight to the response (no copy)

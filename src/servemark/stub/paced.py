@@ -30,6 +30,7 @@ import time
 from collections import deque
 from typing import Any
 
+from servemark.client.kernelstamp import to_perf
 from servemark.stub.timer import Timer
 from servemark.stub.wire import (
     DONE,
@@ -108,8 +109,7 @@ class _Conn:
         arrival = now
         if anc:
             sec, ns = _unpack_ts(anc[0][2])
-            # CLOCK_REALTIME -> perf_counter, offset taken now (so NTP slewing cannot drift it)
-            t = sec + ns * 1e-9 - (time.time() - now)
+            t = to_perf(sec, ns, now)
             if now - 30.0 < t <= now:
                 arrival = t
         self.buf += data
