@@ -4,6 +4,7 @@ written before the disk filled is kept (readable; at most the last line torn).""
 from __future__ import annotations
 
 import errno
+import json
 import os
 import subprocess
 import sys
@@ -51,6 +52,13 @@ def test_disk_full_on_a_small_tmpfs(stub_server, tmp_path: Path) -> None:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
+def _parses(tail: bytes) -> bool:
+    try:
+        return isinstance(json.loads(tail), dict)
+    except ValueError:
+        return False
+
+
 class _FillingFile:
     """Stands in for requests.jsonl on a disk with ``room`` bytes left: a short write, then ENOSPC."""
 
@@ -87,7 +95,10 @@ def test_injected_enospc_stops_the_run_and_keeps_records(stub_server, tmp_path: 
     loaded = load_records(out)
     size = (out / "requests.jsonl").stat().st_size
     assert size == 20_000  # every byte that fitted was written
-    assert len(loaded.records) >= 5 and loaded.torn_lines == 1
+    # the cut tears the last line unless it fell at a line's end or just after a closing brace
+    data = (out / "requests.jsonl").read_bytes()
+    tail = data[data.rfind(b"\n") + 1:]
+    assert len(loaded.records) >= 5 and loaded.torn_lines == (1 if tail and not _parses(tail) else 0)
     # the run is marked failed (summary.json had room) and the request ids written are distinct
     assert servemark_status(out) == "failed"
     assert len({r.request_id for r in loaded.records}) == len(loaded.records)
