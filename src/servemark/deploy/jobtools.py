@@ -159,10 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("url")
     h.add_argument("--timeout", type=float, default=1800.0)
     h.add_argument("--watch-pid", type=int)
+    sub.add_parser("vllm-pythonpath", help="PYTHONPATH for vLLM processes (servemark's start-up hook first)")
     a = p.parse_args(argv)
     try:
         if a.cmd == "free-port":
             print(" ".join(str(p) for p in free_ports(a.count)))
+        elif a.cmd == "vllm-pythonpath":
+            from servemark.deploy.vllmenv import with_vllm_site
+
+            print(with_vllm_site(os.environ)["PYTHONPATH"])
         elif a.cmd == "node-ip":
             print(node_ip(a.interface, a.hostname_suffix))
         elif a.cmd == "wait-ray":

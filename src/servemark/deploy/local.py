@@ -28,6 +28,7 @@ from typing import IO
 import psutil
 
 from servemark.deploy.readiness import LoadProgress, explain_failure, parse_line
+from servemark.deploy.vllmenv import with_vllm_site
 from servemark.errors import DependencyError, ServerStartError
 
 VLLM_MODULE = "vllm.entrypoints.openai.api_server"
@@ -225,7 +226,7 @@ class VllmServer:
         env.update(self.env)
         env.update(secrets_to_env(self.extra_args)[1])
         env["PYTHONUNBUFFERED"] = "1"
-        return env
+        return with_vllm_site(env)
 
     def start(self, ready_timeout_s: float = 600.0,
               on_progress: Callable[[LoadProgress], None] | None = None) -> VllmServer:

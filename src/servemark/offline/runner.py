@@ -94,8 +94,8 @@ def run_offline(point: Point, settings: RunSettings, log_path: Path | None = Non
         "output_len": point.output_len, "num_iters_warmup": settings.num_iters_warmup,
         "num_iters": settings.num_iters, "seed": settings.seed,
     }
-    env = child_env({"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
-                     **settings.env})
+    env = with_vllm_site(child_env({
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"), **settings.env}))
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="servemark-offline-") as tmp:
         job_path, out_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
