@@ -24,6 +24,7 @@ import psutil
 
 from servemark.deploy import registry
 from servemark.deploy.local import stop_tree
+from servemark.deploy.vllmenv import with_vllm_site
 from servemark.suites.hardware import child_env
 from servemark.suites.measurement import Measurement, failed, one_line
 from servemark.suites.point import Point, RunSettings
