@@ -20,3 +20,44 @@ def test_offset_from_the_shortest_round_trip() -> None:
 
 def test_boot_id_is_stable_on_this_machine() -> None:
     assert boot_id() == boot_id()
+
+
+def test_ray_init_keeps_our_sigterm_handler() -> None:
+    """Ray's driver connect installs a SIGTERM handler calling sys.exit(15); we put ours back."""
+    import signal
+
+    from servemark.rayinit import init_keeping_signals
+
+    import os
+
+    got: list[str] = []
+
+    class Stop(Exception):
+        pass
+
+    class FakeRay:
+        def __init__(self, stop: bool) -> None:
+            self.stop = stop
+
+        def init(self, **kwargs):
+            def rays(signum, frame):  # what ray.init installs
+                raise SystemExit(signum)
+
+            signal.signal(signal.SIGTERM, rays)
+            if self.stop:  # a stop while connecting
+                os.kill(os.getpid(), signal.SIGTERM)
+            return kwargs
+
+    def ours(signum, frame):
+        got.append("ours")
+        raise Stop
+
+    old = signal.signal(signal.SIGTERM, ours)
+    try:
+        assert init_keeping_signals(FakeRay(False), address="x") == {"address": "x"}
+        assert signal.getsignal(signal.SIGTERM) is ours and got == []
+        with pytest.raises(Stop):
+            init_keeping_signals(FakeRay(True), address="x")
+        assert signal.getsignal(signal.SIGTERM) is ours and got == ["ours"]
+    finally:
+        signal.signal(signal.SIGTERM, old)

@@ -86,12 +86,15 @@ def wait_for_ray(address: str, want_nodes: int, want_gpus: float, timeout_s: flo
     """Block until the Ray cluster at ``address`` has the nodes and GPUs; TimeoutError otherwise."""
     import ray
 
+    from servemark.rayinit import init_keeping_signals
+
     deadline = time.monotonic() + timeout_s
     host, _, port = address.rpartition(":")
     while True:  # ray.init blocks for minutes on a silent address: probe the GCS port first
         try:
             socket.create_connection((host, int(port)), timeout=2).close()
-            ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            init_keeping_signals(ray, address=address, log_to_driver=False,
+                                 logging_level=logging.ERROR)
             break
         except (ConnectionError, RuntimeError, OSError):
             if time.monotonic() > deadline:

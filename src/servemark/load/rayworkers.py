@@ -27,6 +27,7 @@ from servemark.errors import ConfigError, DependencyError
 from servemark.load.runner import LiveCounters, RunControl
 from servemark.load.workers import OnLines, WorkerJob, WorkersOutcome, _worker_main, drive_workers
 from servemark.metrics.accumulate import PointAccumulator
+from servemark.rayinit import init_keeping_signals
 
 CONNECT_TIMEOUT_S = 120.0  # actors' processes start and import servemark within this
 PINGS = 8
@@ -90,7 +91,8 @@ class RayCluster:
     def __enter__(self) -> RayCluster:
         if not self.ray.is_initialized():
             try:
-                self.ray.init(address=self.address, log_to_driver=False, logging_level=logging.WARNING)
+                init_keeping_signals(self.ray, address=self.address, log_to_driver=False,
+                                     logging_level=logging.WARNING)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise ConfigError(f"cannot connect to the Ray cluster at {self.address}: {exc}",
                                   "start it (servemark ray up / ray start --head) and pass its "
