@@ -24,11 +24,10 @@ def test_boot_id_is_stable_on_this_machine() -> None:
 
 def test_ray_init_keeps_our_sigterm_handler() -> None:
     """Ray's driver connect installs a SIGTERM handler calling sys.exit(15); we put ours back."""
+    import os
     import signal
 
     from servemark.rayinit import init_keeping_signals
-
-    import os
 
     got: list[str] = []
 
