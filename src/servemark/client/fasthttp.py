@@ -260,6 +260,20 @@ def _dechunk_whole(data: bytes) -> tuple[bytes, bool] | None:
     return b"".join(payloads), finished
 
 
+def _whole_chunk(data: bytes) -> bytes | None:
+    """The payload when ``data`` is exactly one non-empty chunk (size line, payload, CRLF)."""
+    eol = data.find(b"\r\n")
+    if 0 < eol < 9:
+        try:
+            size = int(data[:eol], 16)
+        except ValueError:  # chunk extensions or garbage: the general loop says which
+            return None
+        stop = eol + 2 + size
+        if size and stop + 2 == len(data) and data.endswith(b"\r\n"):
+            return data[eol + 2:stop]
+    return None
+
+
 class _Response:
     """One response on one connection; the body is consumed incrementally."""
 
@@ -332,18 +346,11 @@ class _Response:
             data = bytes(buf)
         else:
             data = fresh  # the common case: nothing pending, no copy
-        # one whole chunk (a paced stream's usual read): its size line, payload and CRLF exactly
-        eol = data.find(b"\r\n")
-        if 0 < eol < 9:
-            try:
-                size = int(data[:eol], 16)
-            except ValueError:  # chunk extensions or garbage: the general loop says which
-                size = 0
-            stop = eol + 2 + size
-            if size and stop + 2 == len(data) and data.endswith(b"\r\n"):
-                if buf:
-                    buf.clear()
-                return data[eol + 2:stop], False
+        one = _whole_chunk(data)  # a paced stream's usual read
+        if one is not None:
+            if buf:
+                buf.clear()
+            return one, False
         fast = _dechunk_whole(data)
         if fast is not None:
             if buf:
@@ -434,14 +441,20 @@ class _Response:
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
+        buf = conn.buf
 
         def on_data(fresh: bytes | None) -> None:
             if done.done():
                 if fresh:
-                    conn.buf += fresh
+                    buf.extend(fresh)
                 return
             try:
-                if fresh or conn.buf:
+                if fresh and not buf:  # the common read: one whole chunk, nothing pending
+                    one = _whole_chunk(fresh)
+                    if one is not None:
+                        consumer(one, conn.arrival)
+                        return
+                if fresh or buf:
                     data, finished = self._dechunk(fresh)
                     if data:
                         consumer(data, conn.arrival)
