@@ -26,6 +26,7 @@ from servemark.errors import ConfigError, ResultsError
 from servemark.load import eventloop
 from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.limits import ensure_open_files
+from servemark.load.looplag import LoopLag
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint
 from servemark.load.workers import plan_jobs, run_point_workers
@@ -378,6 +379,7 @@ async def abench(
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
+            loop_lag: float | None = None  # measured in this process only (not across workers)
             async with observe_point(sampler, label):
                 if n == 0:  # resumed after every request of this point was recorded
                     cpu_s = 0.0
@@ -404,14 +406,19 @@ async def abench(
                     cycled = n is None or n > len(measured)
                     source: Iterator[WorkItem] = (cycle_pool(measured, next_id) if cycled
                                                   else iter(measured))
-                    await run_point(point, source, send, on_record, num_requests=n,
-                                    duration_s=point_duration, control=control, live=live,
-                                    rng=random.Random(seed + 7))
+                    lag = LoopLag().start()
+                    try:
+                        await run_point(point, source, send, on_record, num_requests=n,
+                                        duration_s=point_duration, control=control, live=live,
+                                        rng=random.Random(seed + 7))
+                    finally:
+                        lag.stop()
+                    loop_lag = lag.p99_s
                     cpu_s = time.process_time() - cpu_start
             if write_failed:
                 raise write_failed[0]
             summary = summary_of(acc, label, point.concurrency, point.request_rate, cpu_s,
-                                 num_gpus=config.num_gpus)
+                                 num_gpus=config.num_gpus, loop_lag_p99_s=loop_lag)
             if len(urls) > 1:
                 summary.by_endpoint = by_endpoint_of(acc, urls, label)
             accumulators[label] = acc

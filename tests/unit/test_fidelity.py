@@ -48,3 +48,45 @@ def test_fidelity_survives_summary_round_trip() -> None:
     back = PointSummary.from_dict(s.to_dict())
     assert back == s and back.fidelity is not None
     assert back.fidelity.schedule_lag_s.p50 == pytest.approx(0.01)
+
+
+def test_a_late_event_loop_marks_the_point_client_bound() -> None:
+    from servemark.metrics.accumulate import PointAccumulator
+    from servemark.metrics.fidelity import assess_of
+
+    acc = PointAccumulator.of([rec(i, float(i), None, [0.1, 0.2, 0.4], 4) for i in range(5)])
+    late = assess_of(acc, 5.0, 3.0, loop_lag_p99_s=0.012)  # 60% of a core
+    assert late.client_bound and late.client_bound_reasons == [
+        "event loop p99 12.0 ms late (reads may merge)"]
+    assert late.loop_lag_p99_s == pytest.approx(0.012)
+    on_time = assess_of(acc, 5.0, 3.0, loop_lag_p99_s=0.001)
+    assert not on_time.client_bound
+    # late at 20% of a core: starved by other processes (a server on the same cores), not
+    # bound by its own work; the lag is still recorded
+    starved = assess_of(acc, 5.0, 1.0, loop_lag_p99_s=0.167)
+    assert not starved.client_bound and starved.loop_lag_p99_s == pytest.approx(0.167)
+    back = type(late).from_dict(late.to_dict())
+    assert back.loop_lag_p99_s == pytest.approx(0.012) and back.client_bound
+
+
+def test_loop_lag_sees_a_blocked_loop() -> None:
+    import asyncio
+    import time
+
+    from servemark.load.looplag import LoopLag
+
+    async def main() -> tuple[float | None, int]:
+        lag = LoopLag(period_s=0.002).start()
+        await asyncio.sleep(0.02)
+        for _ in range(3):
+            time.sleep(0.03)  # the loop is stuck: the timer fires ~30 ms late
+            await asyncio.sleep(0.005)
+        lag.stop()
+        count = lag.samples
+        await asyncio.sleep(0.02)
+        assert lag.samples == count  # stopped means stopped
+        return lag.p99_s, count
+
+    p99, count = asyncio.run(main())
+    assert count >= 5
+    assert p99 is not None and p99 >= 0.02

@@ -4,7 +4,8 @@
   send time include the time a request waited because the client fell behind — the correction for
   coordinated omission; both are reported.
 - Client-bound: the client, not the server, set the pace when its event loop used nearly a whole
-  core over the window, or when open-loop requests left late.
+  core over the window, when open-loop requests left late, or when its own work (at least half
+  a core) made the event loop run late enough for reads of one stream to merge.
 - Other tools' definitions, so numbers can be reconciled: TPOT as e2e / n (some tools), ITL as
   the mean of per-request means (vs pooled over all gaps), output tokens per chunk.
 """
@@ -21,6 +22,10 @@ from servemark.metrics.stats import Distribution
 
 CLIENT_CPU_BOUND = 0.90  # fraction of one core used by the client's event loop
 LAG_BOUND_S = 0.010  # p99 schedule lag above which an open-loop run is client-bound
+LOOP_LAG_BOUND_S = 0.005  # p99 event-loop lateness above which reads may merge (client-bound)
+# ...when the client's own work made it late: a loop that is late while the client used little
+# CPU was starved by other processes (a server on the same cores); recorded, not flagged
+LOOP_LAG_MIN_CPU = 0.5
 
 
 @dataclass(slots=True)
@@ -35,6 +40,7 @@ class Fidelity:
     client_cpu_util: float | None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
+    loop_lag_p99_s: float | None = None  # how late the client's event loop ran (single process)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -63,7 +69,7 @@ def assess(ok: Sequence[RequestRecord], duration_s: float | None,
 
 
 def assess_of(acc: PointAccumulator, duration_s: float | None,
-              client_cpu_s: float | None) -> Fidelity:
+              client_cpu_s: float | None, loop_lag_p99_s: float | None = None) -> Fidelity:
     """Fidelity figures of an accumulated load point (its successful records)."""
     util = None
     if client_cpu_s is not None and duration_s:
@@ -74,6 +80,9 @@ def assess_of(acc: PointAccumulator, duration_s: float | None,
         reasons.append(f"client CPU at {util:.0%} of a core")
     if lag_d.p99 is not None and lag_d.p99 > LAG_BOUND_S:
         reasons.append(f"p99 schedule lag {lag_d.p99 * 1000:.1f} ms")
+    if (loop_lag_p99_s is not None and loop_lag_p99_s > LOOP_LAG_BOUND_S
+            and util is not None and util >= LOOP_LAG_MIN_CPU):
+        reasons.append(f"event loop p99 {loop_lag_p99_s * 1000:.1f} ms late (reads may merge)")
     return Fidelity(
         schedule_lag_s=lag_d,
         ttft_from_intended_s=acc.sketch("ttft_intended").distribution(),
@@ -85,4 +94,5 @@ def assess_of(acc: PointAccumulator, duration_s: float | None,
         client_cpu_util=util,
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
+        loop_lag_p99_s=loop_lag_p99_s,
     )
