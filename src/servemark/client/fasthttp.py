@@ -337,7 +337,8 @@ class _Response:
     def _dechunk(self, fresh: bytes | None = None) -> tuple[bytes, bool]:
         """Remove every complete chunk from the buffer and ``fresh`` (bytes just read, not yet
         buffered); return their payload and whether the terminating zero-size chunk was seen.
-        What is left of an incomplete chunk stays in the buffer."""
+        What is left of an incomplete chunk stays in the buffer. ``fresh`` with nothing buffered
+        is not tried as one whole chunk again: the push reader did that before calling this."""
         buf = self._conn.buf
         if fresh is None:
             data = bytes(buf)
@@ -346,11 +347,11 @@ class _Response:
             data = bytes(buf)
         else:
             data = fresh  # the common case: nothing pending, no copy
-        one = _whole_chunk(data)  # a paced stream's usual read
-        if one is not None:
-            if buf:
+        if data is not fresh:
+            one = _whole_chunk(data)  # a paced stream's usual read
+            if one is not None:
                 buf.clear()
-            return one, False
+                return one, False
         fast = _dechunk_whole(data)
         if fast is not None:
             if buf:

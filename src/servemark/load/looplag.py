@@ -23,7 +23,6 @@ class LoopLag:
     def __init__(self, period_s: float = PERIOD_S) -> None:
         self.period_s = period_s
         self.sketch = QuantileSketch()
-        self.samples = 0
         self._due = 0.0
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -40,7 +39,6 @@ class LoopLag:
 
     def _fired(self) -> None:
         self.sketch.add(max(0.0, time.perf_counter() - self._due))
-        self.samples += 1
         self._arm()
 
     def stop(self) -> None:
@@ -49,6 +47,11 @@ class LoopLag:
             self._handle = None
 
     @property
+    def samples(self) -> int:
+        """How many times the timer fired (the sketch counts values only as it folds them)."""
+        return self.sketch.distribution().count
+
+    @property
     def p99_s(self) -> float | None:
         """p99 of how late the timer fired (None before it fired once)."""
-        return self.sketch.distribution().p99 if self.samples else None
+        return self.sketch.distribution().p99
