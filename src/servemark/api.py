@@ -379,7 +379,7 @@ async def abench(
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
-            loop_lag: float | None = None  # measured in this process only (not across workers)
+            loop_lag: float | None = None  # p99 lateness of the (latest) client event loop
             async with observe_point(sampler, label):
                 if n == 0:  # resumed after every request of this point was recorded
                     cpu_s = 0.0
@@ -402,6 +402,7 @@ async def abench(
                         acc = _accumulate_from_disk(writer.path, label, config.threshold_tps,
                                                     len(urls) > 1)
                     cpu_s = (time.process_time() - cpu_start + outcome.cpu_s) / len(jobs)
+                    loop_lag = outcome.loop_lag_p99_s
                 else:
                     cycled = n is None or n > len(measured)
                     source: Iterator[WorkItem] = (cycle_pool(measured, next_id) if cycled

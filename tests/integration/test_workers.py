@@ -61,6 +61,8 @@ def test_two_workers_against_stub(stub_server, tmp_path: Path, kw: dict) -> None
     for metric in ("ttft_s", "itl_s", "e2e_s"):
         assert getattr(p, metric).to_dict() == pytest.approx(getattr(again, metric).to_dict())
     assert p.fidelity is not None and p.fidelity.client_cpu_s is not None
+    # every worker timed its own event loop: the point carries the latest one's p99
+    assert p.fidelity.loop_lag_p99_s is not None and 0 <= p.fidelity.loop_lag_p99_s < 1.0
     if "request_rate" in kw:
         starts = sorted(r.scheduled_s for r in recs)
         gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
@@ -94,3 +96,34 @@ def test_runs_longer_than_the_prompt_pool_reuse_it_with_fresh_ids(
     total = 40 * len(points)
     assert all(p.completed == 40 for p in points)
     assert len(recs) == total and len({r.request_id for r in recs}) == total  # unique across points
+
+
+def test_parent_keeps_the_latest_workers_loop_lag() -> None:
+    """Each worker reports its own event loop's p99 lateness; the point carries the largest (a
+    stream is read by one worker only, so one late worker is enough for reads to merge)."""
+    import asyncio
+    import multiprocessing as mp
+
+    from servemark.load.runner import LiveCounters, RunControl
+    from servemark.load.workers import drive_workers
+    from servemark.metrics.accumulate import PointAccumulator
+
+    pairs = [mp.Pipe(duplex=True) for _ in range(3)]
+    lags = [0.0012, 0.034, None]  # the third worker's timer never fired
+
+    def play_worker(conn, lag) -> None:  # noqa: ANN001 - a pipe end
+        conn.send(("ready", None))
+        assert conn.recv()[0] == "go"
+        conn.send(("done", (0.5, PointAccumulator(), lag)))
+
+    import threading
+    threads = [threading.Thread(target=play_worker, args=(child, lag))
+               for (_, child), lag in zip(pairs, lags, strict=True)]
+    for t in threads:
+        t.start()
+    outcome = asyncio.run(drive_workers([p for p, _ in pairs], lambda *a: None, RunControl(),
+                                        LiveCounters(), PointAccumulator()))
+    for t in threads:
+        t.join(5)
+    assert outcome.complete and outcome.cpu_s == pytest.approx(1.5)
+    assert outcome.loop_lag_p99_s == pytest.approx(0.034)

@@ -33,6 +33,7 @@ from servemark.client.request import Target, execute
 from servemark.client.transport import Timeouts
 from servemark.load import eventloop
 from servemark.load.balance import make_picker
+from servemark.load.looplag import LoopLag
 from servemark.load.runner import LiveCounters, RunControl, run_point
 from servemark.load.schedule import LoadPoint, arrival_offsets
 from servemark.metrics.accumulate import PointAccumulator
@@ -77,6 +78,9 @@ class WorkersOutcome:
     cpu_s: float  # the workers' CPU seconds, all together
     accumulator: PointAccumulator  # every worker's, merged
     complete: bool  # False when a worker ended without sending its accumulator
+    # the latest event loop of all workers: the largest of their p99 timer lateness (a stream
+    # is read by one worker only, so one late worker is enough for its reads to merge)
+    loop_lag_p99_s: float | None = None
 
 
 def split(total: int, parts: int) -> list[int]:
@@ -198,6 +202,7 @@ def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> No
                 picker.release(url)
 
         cpu0 = time.process_time()
+        lag = LoopLag().start()
         try:
             source = (cycle_pool(job.specs, requests_of(job.specs[0])[0].request_id, job.id_stride)
                       if job.cycle and job.specs else iter(job.specs))
@@ -206,12 +211,13 @@ def _worker_main(job: WorkerJob, conn: Connection, tag: str | None = None) -> No
                             control=control, start_at=start_at,
                             offsets=iter(job.offsets) if job.offsets is not None else None)
         finally:
+            lag.stop()
             flusher.cancel()
             flush()
             loop.remove_reader(conn.fileno())
             await transport.close()
         acc.fold()
-        conn.send(("done", (time.process_time() - cpu0, acc)))
+        conn.send(("done", (time.process_time() - cpu0, acc, lag.p99_s)))
 
     with contextlib.suppress(KeyboardInterrupt):  # the parent decides when to stop
         eventloop.run(run())
@@ -264,6 +270,7 @@ async def drive_workers(
     processes or sockets to Ray actors): start them together, take their records, forward stops."""
     loop = asyncio.get_running_loop()
     cpu_total = 0.0
+    lags: list[float] = []
     done = asyncio.Event()
     remaining = len(conns)
     finished = 0
@@ -291,10 +298,12 @@ async def drive_workers(
                     continue
                 kind, value = _unpickle(data)
                 if kind == "done":
-                    cpu, acc = value
+                    cpu, acc, lag = value
                     with lock:
                         cpu_total += float(cpu)
                         finished += 1
+                        if lag is not None:
+                            lags.append(float(lag))
                     loop.call_soon_threadsafe(merge, acc)
                     break
         except (EOFError, OSError):
@@ -330,7 +339,8 @@ async def drive_workers(
     except BaseException:
         _broadcast(conns, "cancel")
         raise
-    return WorkersOutcome(cpu_total, accumulator, finished == len(conns))
+    return WorkersOutcome(cpu_total, accumulator, finished == len(conns),
+                          max(lags) if lags else None)
 
 
 def _unpickle(data: bytes) -> tuple[str, Any]:

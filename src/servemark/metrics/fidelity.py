@@ -40,7 +40,7 @@ class Fidelity:
     client_cpu_util: float | None
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
-    loop_lag_p99_s: float | None = None  # how late the client's event loop ran (single process)
+    loop_lag_p99_s: float | None = None  # how late the client event loop ran (the latest worker)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

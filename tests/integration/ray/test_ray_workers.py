@@ -74,6 +74,7 @@ def test_bench_on_two_ray_nodes(netns: NetNS, tmp_path: Path,  # noqa: F811 (fix
     gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
     assert len(starts) == N and all(g == pytest.approx(1 / RATE, abs=1e-9) for g in gaps)
     assert point["fidelity"]["schedule_lag_s"]["p50"] < 0.02
+    assert point["fidelity"]["loop_lag_p99_s"] is not None  # both actors timed their loops
     assert point["output_tokens_total"] == sum(r.output_tokens or 0 for r in recs) == 8 * N
     left = [p for p in psutil.process_iter(["cmdline"])
             if any(short in a for a in (p.info["cmdline"] or []))]
