@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import socket
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from servemark.api import bench  # noqa: E402
 from servemark.client.fasthttp import SO_TIMESTAMPNS  # noqa: E402
 from servemark.load.eventloop import loop_factory, loop_name  # noqa: E402
 from servemark.spec import BenchConfig  # noqa: E402
-from servemark.stub.process import StubProcess  # noqa: E402
+from servemark.stub.process import StubProcess, pin_beside_stub  # noqa: E402
 from servemark.stub.wire import MODEL  # noqa: E402
 
 _END = b"\r\n0\r\n\r\n"
@@ -93,10 +92,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="responses per stream")
     parser.add_argument("--itl", type=float, default=0.010, help="seconds between chunks")
     args = parser.parse_args()
-    ncpu = os.cpu_count() or 1
-    stub_cpu = ncpu - 1 if ncpu > 1 else None
-    if hasattr(os, "sched_setaffinity") and ncpu > 1:
-        os.sched_setaffinity(0, {0})
+    stub_cpu = pin_beside_stub()
     print(f"event loop: {loop_name()}; {args.chunks} chunks {args.itl * 1000:g} ms apart, "
           f"{args.rounds} responses per stream; CPU per chunk of the client core")
     print(f"{'streams':>7} {'client':>10} {'chunks/s':>9} {'CPU':>5} {'µs/chunk':>8} "

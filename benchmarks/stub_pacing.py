@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import functools
 import json
-import os
 import sys
 import time
 import urllib.request
@@ -24,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from servemark.stub.process import StubProcess  # noqa: E402
+from servemark.stub.process import StubProcess, pin_beside_stub  # noqa: E402
 
 _END = b"0\r\n\r\n"
 
@@ -103,10 +102,7 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=64, help="chunks per response")
     ap.add_argument("--seconds", type=float, default=10.0)
     args = ap.parse_args()
-    ncpu = os.cpu_count() or 1
-    stub_cpu = ncpu - 1 if ncpu > 1 else None
-    if hasattr(os, "sched_setaffinity") and ncpu > 1:
-        os.sched_setaffinity(0, {0})
+    stub_cpu = pin_beside_stub()
     print(f"fast stub engine on CPU {stub_cpu}: TTFT {args.ttft * 1e3:.0f} ms, ITL "
           f"{args.itl * 1e3:.0f} ms, {args.chunks} chunks per response, {args.seconds:.0f} s")
     print(f"{'streams':>7} {'chunks/s':>9} {'late 1st ms':>11} {'max':>7} {'late next ms':>12} "

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import sys
 import tempfile
@@ -28,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from servemark.api import bench  # noqa: E402
 from servemark.spec import BenchConfig  # noqa: E402
-from servemark.stub.process import StubProcess  # noqa: E402
+from servemark.stub.process import StubProcess, pin_beside_stub  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -112,10 +111,7 @@ def main() -> None:
                         help="repetitions of the paced-ceiling point (1,024 streams x 256 chunks "
                              "10 ms apart: chunks per client CPU-second; 0 skips it)")
     args = parser.parse_args()
-    ncpu = os.cpu_count() or 1
-    stub_cpu = ncpu - 1 if ncpu > 1 else None
-    if hasattr(os, "sched_setaffinity") and ncpu > 1:
-        os.sched_setaffinity(0, {0})
+    stub_cpu = pin_beside_stub()
     print(f"truth: TTFT {args.ttft * 1000:.0f} ms, ITL {args.itl * 1000:.0f} ms, "
           f"{args.output_len} chunks per response")
     print(f"{args.engine} stub engine; TTFT error vs nominal truth and vs the stub's measured one "

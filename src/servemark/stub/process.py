@@ -16,6 +16,17 @@ from servemark.deploy.local import free_port
 SRC = Path(__file__).resolve().parents[2]
 
 
+def pin_beside_stub() -> int | None:
+    """Benchmarks: pin this process to core 0 and return the core for the stub (the last one),
+    so client and stub never share a core; None (nothing pinned) on a one-core machine."""
+    ncpu = os.cpu_count() or 1
+    if ncpu < 2:
+        return None
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {0})
+    return ncpu - 1
+
+
 class StubProcess:
     """``python -m servemark.stub ARGS`` on a free port; ``cpu`` pins it with taskset; ``engine``
     ``"fast"`` is the paced engine (exact timing at scale, no faults)."""
