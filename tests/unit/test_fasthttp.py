@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -160,7 +161,10 @@ async def test_read_timeout_and_garbage() -> None:
 
 # --- push mode: the body handed over from the read callback, no coroutine wake-up per read ---
 
-async def fetch_push(t: FastTransport, url: str) -> tuple[list[bytes], list[float | None]]:
+async def fetch_push(t: FastTransport, url: str,
+                     late_s: float = 0.0) -> tuple[list[bytes], list[float | None]]:
+    """Push-read one response; ``late_s``: how long the coroutine waits after the head before
+    it starts reading the body (the loop goes on reading the socket meanwhile)."""
     got: list[bytes] = []
     arrivals: list[float | None] = []
 
@@ -170,6 +174,8 @@ async def fetch_push(t: FastTransport, url: str) -> tuple[list[bytes], list[floa
 
     async with t.open(HttpRequest("POST", url, b"{}")) as resp:
         assert resp.can_push  # type: ignore[attr-defined]
+        if late_s:
+            await asyncio.sleep(late_s)
         await resp.push(consumer)  # type: ignore[attr-defined]
         assert not resp.can_push  # type: ignore[attr-defined]
     return got, arrivals
@@ -201,13 +207,15 @@ async def test_push_delivers_the_same_body_as_iteration(step: int, stamps: bool)
     t = FastTransport()
     got, arrivals = await fetch_push(t, url)
     assert b"".join(got) == b"".join(payloads)
-    assert stamps or not any(arrivals)
+    # without kernel stamps, only bytes read before the body was pushed carry a time (when the
+    # loop read them); the rest are timed by the consumer
+    assert stamps or all(a is None or a <= time.perf_counter() for a in arrivals)
     # the kernel turns receive timestamps on a moment after the first socket asks (deferred
     # work), so only a later response is sure to carry them
     await asyncio.sleep(0.2)
     got2, arrivals = await fetch_push(t, url)  # the connection went back to the pool
     assert b"".join(got2) == b"".join(payloads) and len(conns) == 1
-    assert all((a is not None) == stamps for a in arrivals), arrivals
+    assert not stamps or all(a is not None for a in arrivals), arrivals
     await t.close()
     server.close()
 
@@ -285,3 +293,43 @@ async def test_push_read_timeout_counts_silence_not_the_whole_body(stamps: bool)
         await fetch_push(FastTransport(timeouts=Timeouts(read=None, total=0.3)), url)
     assert 0.25 < loop.time() - began < 2.0
     server.close()
+
+
+async def test_reads_buffered_before_push_keep_their_own_arrival(stamps: bool) -> None:
+    """The head comes with the first chunk; the coroutine starts reading the body only after
+    the second chunk arrived too (a busy client's task wakes late). Each chunk still carries
+    the arrival of the read that brought it (the kernel's stamp, or when the loop read it),
+    not the latest one's."""
+    gap = 0.03
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                await read_request(r)
+            except asyncio.IncompleteReadError:
+                return
+            w.write(head + b"7\r\ndata: 1\r\n")
+            await w.drain()
+            await asyncio.sleep(gap)
+            w.write(b"7\r\ndata: 2\r\n")
+            await w.drain()
+            await asyncio.sleep(gap)
+            w.write(b"7\r\ndata: 3\r\n0\r\n\r\n")
+            await w.drain()
+
+    server, url, _ = await serve(handler)
+    t = FastTransport()
+    await fetch_push(t, url)  # stamps are on from the second response (see above)
+    await asyncio.sleep(0.2)
+    got, arrivals = await fetch_push(t, url, late_s=1.5 * gap)
+    await t.close()
+    server.close()
+    assert got == [b"data: 1", b"data: 2", b"data: 3"]
+    a1, a2, a3 = arrivals
+    assert a1 is not None and a2 is not None
+    assert a2 - a1 >= 0.8 * gap, arrivals
+    if stamps:
+        assert a3 is not None and a3 - a2 >= 0.8 * gap, arrivals
+    else:  # read while the body was pushed: the consumer's own clock is the read time
+        assert a3 is None

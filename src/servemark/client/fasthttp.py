@@ -29,10 +29,13 @@ class HttpProtocolError(ConnectionError):
     """The server's bytes are not valid HTTP/1.1."""
 
 
+Sink = Callable[[bytes | None, float | None], None]  # (bytes just read or None at close, arrival)
+
+
 class _Conn(asyncio.Protocol):
     """A connection on an asyncio transport (TLS, or where kernel timestamps are off)."""
 
-    __slots__ = ("buf", "closed", "exc", "last", "loop", "sink", "transport", "waiter")
+    __slots__ = ("buf", "closed", "exc", "last", "loop", "reads", "sink", "transport", "waiter")
     arrival = None  # no kernel timestamps: the reader's clock is the arrival time
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -40,10 +43,14 @@ class _Conn(asyncio.Protocol):
         self.buf = bytearray()
         self.transport: asyncio.Transport | None = None
         self.waiter: asyncio.Future[None] | None = None
-        self.sink: Callable[[bytes | None], None] | None = None
+        self.sink: Sink | None = None
         self.last = 0.0  # perf_counter of the latest read (read timeouts in push mode)
+        self.reads: list[tuple[int, float | None]] = []  # as in _SockConn: when each was read
         self.closed = False
         self.exc: BaseException | None = None
+
+    def take_reads(self) -> list[tuple[bytes, float | None]]:
+        return _take_reads(self.buf, self.reads)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -51,8 +58,9 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last = time.perf_counter()
         if self.sink is not None:
-            self.sink(data)
+            self.sink(data, None)
             return
+        _note_read(self.buf, self.reads, len(data), self.last)
         self.buf += data
         w = self.waiter
         if w is not None and not w.done():
@@ -69,7 +77,7 @@ class _Conn(asyncio.Protocol):
         self.closed = True
         self.exc = self.exc or exc
         if self.sink is not None:
-            self.sink(None)
+            self.sink(None, self.arrival)
             return
         w = self.waiter
         if w is not None and not w.done():
@@ -90,6 +98,7 @@ class _Conn(asyncio.Protocol):
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)  # Linux; Python does not export it
 _READ = 1 << 16
+_MAX_READS = 256  # per-read arrivals kept for buffered bytes (a bound, not a limit on bytes)
 _unpack_ts = struct.Struct("qq").unpack_from
 
 
@@ -99,8 +108,8 @@ class _SockConn:
     this machine, not when a busy event loop got round to them — a saturated client then still
     measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
 
-    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "last", "loop", "sink", "sock",
-                 "waiter")
+    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "last", "loop", "reads", "sink",
+                 "sock", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
@@ -111,7 +120,9 @@ class _SockConn:
         self.closed = False
         self.exc: BaseException | None = None
         self.arrival: float | None = None
-        self.sink: Callable[[bytes | None], None] | None = None
+        # (size, arrival) of each read appended to ``buf`` while no sink takes them
+        self.reads: list[tuple[int, float | None]] = []
+        self.sink: Sink | None = None
         self.last = 0.0
         self._out = b""
         loop.add_reader(self.fd, self._readable)
@@ -133,12 +144,16 @@ class _SockConn:
             arrival = to_perf(sec, ns, now)
             self.arrival = arrival if now - 30.0 < arrival <= now else now
         if self.sink is not None:
-            self.sink(data)  # push mode: the bytes go straight to the response (no copy)
+            self.sink(data, self.arrival)  # push mode: straight to the response (no copy)
             return
+        _note_read(self.buf, self.reads, len(data), self.arrival)
         self.buf += data
         w = self.waiter
         if w is not None and not w.done():
             w.set_result(None)
+
+    def take_reads(self) -> list[tuple[bytes, float | None]]:
+        return _take_reads(self.buf, self.reads)
 
     def _wake_closed(self, exc: BaseException | None) -> None:
         if not self.closed:
@@ -146,7 +161,7 @@ class _SockConn:
         self.closed = True
         self.exc = self.exc or exc
         if self.sink is not None:
-            self.sink(None)
+            self.sink(None, self.arrival)
             return
         w = self.waiter
         if w is not None and not w.done():
@@ -196,6 +211,40 @@ class _SockConn:
 
 
 Conn = _Conn | _SockConn
+
+
+def _note_read(buf: bytearray, reads: list[tuple[int, float | None]], size: int,
+               arrival: float | None) -> None:
+    """Remember a read about to be appended to ``buf`` (its size and arrival)."""
+    if not buf:
+        reads.clear()  # what was buffered before has been taken
+    elif len(reads) >= _MAX_READS:
+        del reads[: _MAX_READS // 2]  # their bytes then count as the oldest kept read's
+    reads.append((size, arrival))
+
+
+def _take_reads(buf: bytearray, reads: list[tuple[int, float | None]]
+                ) -> list[tuple[bytes, float | None]]:
+    """The buffered bytes (then cleared) split back into the reads that brought them, oldest
+    first, each with its arrival. Why: a response whose coroutine starts reading late (the head
+    came with the first chunk, the next chunks arrived before it ran) still gives every chunk
+    its own arrival, not the latest one's. Bytes older than the reads kept (the buffer's front,
+    from before the cap) count as the oldest kept read's."""
+    out: list[tuple[bytes, float | None]] = []
+    end = len(buf)
+    arrival: float | None = None
+    for size, arrival in reversed(reads):
+        if end <= 0:
+            break
+        start = max(0, end - size)
+        out.append((bytes(buf[start:end]), arrival))
+        end = start
+    if end > 0:
+        out.append((bytes(buf[:end]), arrival))
+    buf.clear()
+    reads.clear()
+    out.reverse()
+    return out
 
 
 async def _wait(conn: Conn, timeout: float | None) -> None:
@@ -444,7 +493,7 @@ class _Response:
         done: asyncio.Future[None] = loop.create_future()
         buf = conn.buf
 
-        def on_data(fresh: bytes | None) -> None:
+        def on_data(fresh: bytes | None, arrival: float | None) -> None:
             if done.done():
                 if fresh:
                     buf.extend(fresh)
@@ -453,12 +502,12 @@ class _Response:
                 if fresh and not buf:  # the common read: one whole chunk, nothing pending
                     one = _whole_chunk(fresh)
                     if one is not None:
-                        consumer(one, conn.arrival)
+                        consumer(one, arrival)
                         return
                 if fresh or buf:
                     data, finished = self._dechunk(fresh)
                     if data:
-                        consumer(data, conn.arrival)
+                        consumer(data, arrival)
                     if finished:
                         self._done = True
                         done.set_result(None)
@@ -496,7 +545,11 @@ class _Response:
         conn.last = time.perf_counter()
         conn.sink = on_data
         try:
-            on_data(None)  # body bytes that came with the head
+            # body bytes read before this (with the head, or while this coroutine waited to
+            # run), read by read so that each chunk keeps its own arrival
+            for data, arrival in conn.take_reads():
+                on_data(data, arrival)
+            on_data(None, conn.arrival)
             check()
             await done
         finally:
