@@ -206,66 +206,14 @@ def cleanup_command(
 
     Only processes servemark recorded are signalled, each checked by PID and start time; only
     jobs it recorded are cancelled, on the cluster they went to, under their name."""
-    from servemark.deploy import raynode, submitted
+    from servemark.deploy.cleanup import cleanup
 
-    found = 0
-    for entry in registry.leftovers():
-        found += 1
-        what = (f"{entry.kind} pid {entry.server.pid} ({entry.server.base_url}), left by servemark "
-                f"pid {entry.owner_pid}")
-        if dry_run:
-            out.print(f"would stop {what}", highlight=False)
-            continue
-        n = registry.stop_leftover(entry)
-        err.print(f"stopped {what}: {n} processes were alive", highlight=False)
-    for record in registry.load_all():
-        if not all_ and record.state() != "dead":
-            continue
-        alive = sum(len(s.leftovers()) for s in record.servers)
-        if not all_ and alive == 0:  # all gone: only the record is stale
-            if not dry_run:
-                registry.stop(record)
-            continue
-        found += 1
-        if dry_run:
-            out.print(f"would stop deployment {record.name}", highlight=False)
-            continue
-        registry.stop(record)
-        err.print(f"stopped deployment {record.name}", highlight=False)
-    for node in raynode.load_all():
-        if not all_ and node.alive():
-            continue
-        if node.processes():
-            found += 1
-        if dry_run:
-            if node.processes():
-                out.print(f"would stop Ray {node.role} {node.name!r}", highlight=False)
-            continue
-        n = raynode.down(node)
-        if n:
-            err.print(f"stopped Ray {node.role} {node.name!r} ({n} processes)", highlight=False)
-    kept = 0
-    for rv in submitted.review(all_, prune=not dry_run):
-        job = rv.job
-        if rv.action == "elsewhere":
-            err.print(f"{job.scheduler} job {job.job_id} ({job.name}) went to another cluster "
-                      f"({job.cluster}): not checked from here", highlight=False)
-            continue
-        why = (f"its servemark pid {job.owner_pid} is gone" if job.owned
-               else "submitted without --wait")
-        what = f"{job.scheduler} job {job.job_id} ({job.name}, {rv.status.state if rv.status else '?'}, {why})"
-        if rv.action == "keep":
-            kept += 1
-            (out if dry_run else err).print(f"left running: {what}; `cleanup --all` cancels it",
-                                            highlight=False)
-            continue
-        found += 1
-        if dry_run:
-            out.print(f"would cancel {what}", highlight=False)
-            continue
-        submitted.cancel(job)
-        err.print(f"cancelled {what}", highlight=False)
-    if not found and not kept:
+    seen = False
+    for o in cleanup(all_, dry_run):
+        seen = seen or o.kind != "note"
+        to_out = o.kind == "would" or (o.kind == "kept" and dry_run)
+        (out if to_out else err).print(o.text, highlight=False)
+    if not seen:
         err.print("nothing left running")
 
 

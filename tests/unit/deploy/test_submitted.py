@@ -3,6 +3,7 @@ paths in tests/integration/cluster/test_slurm_nothing_left.py)."""
 
 from __future__ import annotations
 
+import re
 import signal
 from pathlib import Path
 
@@ -122,3 +123,29 @@ def test_review(fake: FakeScheduler, monkeypatch: pytest.MonkeyPatch) -> None:
     assert every == {"10": "cancel", "12": "cancel", "15": "elsewhere"}
     assert sorted(j.job_id for j in submitted.load_all()) == ["10", "11", "12", "15"]
     assert fake.cancelled == []  # review only decides
+
+
+def test_cleanup_outcomes_for_jobs(fake: FakeScheduler) -> None:
+    """servemark cleanup's library side: a dry run reports and cancels nothing; a run cancels the
+    orphan, leaves the job meant to run (--all cancels it) and notes the other cluster's."""
+    from servemark.deploy.cleanup import cleanup
+
+    orphan = submit(fake, "20", owned=True)
+    orphan.owner_pid, orphan.owner_started_at = 1, 0.0
+    submitted._write(orphan)
+    submit(fake, "21", owned=False)
+    other = submit(fake, "22", owned=False)
+    submitted.forget(other)
+    other.cluster = "slurm:other@x:2"
+    submitted._write(other)
+
+    def kinds(outcomes: list) -> dict[str, str]:
+        return {re.search(r"job (\d+)", o.text).group(1): o.kind for o in outcomes}
+
+    dry = list(cleanup(all_=False, dry_run=True))
+    assert kinds(dry) == {"20": "would", "21": "kept", "22": "note"} and fake.cancelled == []
+    assert "would cancel slurm job 20" in dry[0].text and "servemark pid 1 is gone" in dry[0].text
+    done = list(cleanup(all_=False))
+    assert kinds(done) == {"20": "done", "21": "kept", "22": "note"} and fake.cancelled == ["20"]
+    assert kinds(list(cleanup(all_=True))) == {"21": "done", "22": "note"}
+    assert fake.cancelled == ["20", "21"]
