@@ -577,6 +577,8 @@ class FastTransport:
         self._kernel_ts = kernel_timestamps_enabled()
         self._ssl: ssl_module.SSLContext | None = None
         self._max = max_connections
+        self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]],
+                          tuple[tuple[str, str, int], bytes]] = {}
 
     async def _connect(self, scheme: str, host: str, port: int) -> Conn:
         if scheme == "http" and self._kernel_ts:
@@ -622,25 +624,40 @@ class FastTransport:
         self._all.add(conn)
         return conn
 
-    @asynccontextmanager
-    async def open(self, request: HttpRequest) -> AsyncIterator[StreamResponse]:
+    def _head(self, request: HttpRequest) -> tuple[tuple[str, str, int], bytes]:
+        """The pool key and the request head up to its Content-Length line, memoized per
+        method, URL and headers: a load point sends the same few heads thousands of times."""
+        memo = (request.method, request.url, tuple(request.headers.items()))
+        hit = self._heads.get(memo)
+        if hit is not None:
+            return hit
         parts = urlsplit(request.url)
         scheme = parts.scheme or "http"
         host = parts.hostname or "localhost"
         port = parts.port or (443 if scheme == "https" else 80)
-        key = (scheme, host, port)
-        idle = self._idle.setdefault(key, [])
         path = parts.path or "/"
         if parts.query:
             path += "?" + parts.query
         host_header = host if parts.port is None else f"{host}:{port}"
-        body = request.body or b""
         head = [f"{request.method} {path} HTTP/1.1", f"Host: {host_header}",
                 "User-Agent: servemark", "Accept-Encoding: identity"]
         head.extend(f"{k}: {v}" for k, v in request.headers.items())
+        value = (scheme, host, port), ("\r\n".join(head) + "\r\n").encode("latin-1")
+        if len(self._heads) >= 1024:  # unbounded variety (per-request headers): start over
+            self._heads.clear()
+        self._heads[memo] = value
+        return value
+
+    @asynccontextmanager
+    async def open(self, request: HttpRequest) -> AsyncIterator[StreamResponse]:
+        key, head = self._head(request)
+        scheme, host, port = key
+        idle = self._idle.setdefault(key, [])
+        body = request.body or b""
         if body or request.method in ("POST", "PUT", "PATCH"):
-            head.append(f"Content-Length: {len(body)}")
-        wire = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
+            wire = b"%sContent-Length: %d\r\n\r\n%s" % (head, len(body), body)
+        else:
+            wire = head + b"\r\n"
         t = self._timeouts
         deadline = time.monotonic() + t.total if t.total else None
         # A pooled connection the server closed while idle fails before any response byte;
