@@ -62,3 +62,54 @@ def test_stub_reports_its_own_pacing_and_counts(stub_server) -> None:
     assert stats["paced_first_chunks"] == 1 and stats["paced_next_chunks"] == 7
     assert 0 <= stats["mean_first_chunk_late_s"] < 0.1  # never early
     assert stats["last_completion_at"] > stats["first_request_at"]
+
+
+def paced_record(base_url: str, chunks: int) -> tuple[object, int]:
+    """One paced request's record, and how many reads took the Python one-event path."""
+    from servemark.client.sse import SSEParser
+
+    calls = [0]
+    plain = SSEParser.feed_one
+
+    def counted(self: SSEParser, chunk: bytes) -> bytes | None:
+        calls[0] += 1
+        return plain(self, chunk)
+
+    async def go() -> object:
+        t = FastTransport()
+        try:
+            spec = RequestSpec(0, "completions", prompt="x" * 8, output_len=chunks)
+            await execute(t, Target(base_url), spec, GenerationOptions(model="stub"),
+                          t0=time.perf_counter())  # stamps are on from the second response
+            return await execute(t, Target(base_url), spec, GenerationOptions(model="stub"),
+                                 t0=time.perf_counter())
+        finally:
+            await t.close()
+
+    SSEParser.feed_one = counted  # type: ignore[method-assign]
+    try:
+        rec = eventloop.run(go())
+    finally:
+        SSEParser.feed_one = plain  # type: ignore[method-assign]
+    return rec, calls[0]
+
+
+def test_c_reader_gives_the_python_readers_record(stub_server, monkeypatch) -> None:
+    """Paced chunks (each its own read) through the C reader's one-event path and through the
+    Python reader: the same tokens, text and usage, and TTFT/ITL of the same truth; the C
+    reader bypasses the Python per-read framing for nearly every chunk."""
+    stub = stub_server("--ttft", "0.02", "--itl", "0.004")
+    chunks = 40
+    fast, fast_calls = paced_record(stub.base_url, chunks)
+    monkeypatch.setenv("SERVEMARK_FAST_READS", "0")
+    slow, slow_calls = paced_record(stub.base_url, chunks)
+    for rec in (fast, slow):
+        assert rec.ok, rec.error
+        assert len(rec.chunk_times_s) == chunks and rec.output_tokens == chunks
+        assert rec.finish_reason == "length" and rec.token_source == "usage"
+        assert 0.019 <= derive.ttft_s(rec) < 0.1
+        times = rec.chunk_times_s
+        assert 0.0035 < (times[-1] - times[0]) / (len(times) - 1) < 0.0045  # mean ITL
+    assert (fast.output_chars, fast.input_tokens) == (slow.output_chars, slow.input_tokens)
+    assert slow_calls >= chunks - 2  # the Python path frames every paced read itself
+    assert fast_calls <= 3, fast_calls  # the C path: only the first (with the head) and the end

@@ -181,10 +181,14 @@ async def fetch_push(t: FastTransport, url: str,
     return got, arrivals
 
 
-@pytest.fixture(params=["1", "0"], ids=["kernel-stamps", "loop-reads"])
+@pytest.fixture(params=[("1", "1"), ("1", "0"), ("0", "1")],
+                ids=["kernel-stamps", "kernel-stamps-python-reads", "loop-reads"])
 def stamps(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
-    monkeypatch.setenv("SERVEMARK_KERNEL_TIMESTAMPS", request.param)
-    return request.param == "1"
+    """Plain sockets read by the C reader, the same read in Python, or asyncio's transport."""
+    kernel, fast = request.param
+    monkeypatch.setenv("SERVEMARK_KERNEL_TIMESTAMPS", kernel)
+    monkeypatch.setenv("SERVEMARK_FAST_READS", fast)
+    return kernel == "1"
 
 
 @pytest.mark.parametrize("step", [1, 3, 1000])

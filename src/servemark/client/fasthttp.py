@@ -22,6 +22,11 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from servemark.client.kernelstamp import to_perf
+
+try:  # the per-read hot path in C (setup.py builds it where a compiler is; else Python reads)
+    from servemark.client import _fastread
+except ImportError:  # pragma: no cover - built by every install on Linux with a compiler
+    _fastread = None  # type: ignore[assignment]
 from servemark.client.transport import HttpRequest, StreamResponse, Timeouts
 
 
@@ -30,6 +35,7 @@ class HttpProtocolError(ConnectionError):
 
 
 Sink = Callable[[bytes | None, float | None], None]  # (bytes just read or None at close, arrival)
+EventSink = Callable[[bytes, float | None], None]  # (one SSE event's data, arrival)
 
 
 class _Conn(asyncio.Protocol):
@@ -108,8 +114,8 @@ class _SockConn:
     this machine, not when a busy event loop got round to them — a saturated client then still
     measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
 
-    __slots__ = ("_out", "arrival", "buf", "closed", "exc", "fd", "last", "loop", "reads", "sink",
-                 "sock", "waiter")
+    __slots__ = ("_out", "_reader", "arrival", "buf", "closed", "exc", "fd", "last", "loop",
+                 "reads", "sink", "sock", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
@@ -125,7 +131,27 @@ class _SockConn:
         self.sink: Sink | None = None
         self.last = 0.0
         self._out = b""
-        loop.add_reader(self.fd, self._readable)
+        self._reader = None
+        if _fastread is not None and fast_reads_enabled():
+            # the same as _readable, in C; one-event reads go to the armed event callback
+            self._reader = _fastread.Reader(self.fd, self, self._deliver, self._closed_errno)
+            loop.add_reader(self.fd, self._reader)
+        else:
+            loop.add_reader(self.fd, self._readable)
+
+    def arm(self, event: EventSink | None,
+            error: Callable[[BaseException], None] | None = None) -> bool:
+        """Hand reads that are exactly one HTTP chunk holding one single-line SSE ``data: X``
+        event (X not ``[DONE]``) to ``event(X, arrival)`` while nothing is buffered, bypassing
+        the sink; what ``event`` raises goes to ``error``. None disarms. False: no C reader
+        here, so nothing is armed."""
+        if self._reader is None:
+            return False
+        self._reader.arm(event, error)
+        return True
+
+    def _closed_errno(self, errno: int) -> None:
+        self._wake_closed(OSError(errno, os.strerror(errno)) if errno else None)
 
     def _readable(self) -> None:
         try:
@@ -143,10 +169,13 @@ class _SockConn:
             sec, ns = _unpack_ts(anc[0][2])
             arrival = to_perf(sec, ns, now)
             self.arrival = arrival if now - 30.0 < arrival <= now else now
+        self._deliver(data, self.arrival)
+
+    def _deliver(self, data: bytes, arrival: float | None) -> None:
         if self.sink is not None:
-            self.sink(data, self.arrival)  # push mode: straight to the response (no copy)
+            self.sink(data, arrival)  # push mode: straight to the response (no copy)
             return
-        _note_read(self.buf, self.reads, len(data), self.arrival)
+        _note_read(self.buf, self.reads, len(data), arrival)
         self.buf += data
         w = self.waiter
         if w is not None and not w.done():
@@ -261,6 +290,12 @@ async def _wait(conn: Conn, timeout: float | None) -> None:
         conn.waiter = None
         if handle is not None:
             handle.cancel()
+
+
+def fast_reads_enabled() -> bool:
+    """The C read path (``_fastread``) where it was built; SERVEMARK_FAST_READS=0 reads in
+    Python instead (same results: the tests run both)."""
+    return os.environ.get("SERVEMARK_FAST_READS", "1") != "0"
 
 
 def kernel_timestamps_enabled() -> bool:
@@ -482,16 +517,31 @@ class _Response:
         """Whether :meth:`push` applies (a chunked body still being read)."""
         return self._chunked and not self._done
 
-    async def push(self, consumer: Callable[[bytes, float | None], None]) -> None:
+    async def push(self, consumer: Callable[[bytes, float | None], None],
+                   event: EventSink | None = None) -> None:
         """Read the rest of a chunked body by callbacks: after every network read the connection
         de-chunks what arrived and hands it to ``consumer(payload, arrival)`` at once, inside the
         event loop's read callback. Why: no future, task wake-up or timer per read (the coroutine
         wakes once, at the end), which is most of a paced stream's per-read cost. Raises what
-        :meth:`iter_chunks` would (timeouts, resets, bad framing, and what ``consumer`` raises)."""
+        :meth:`iter_chunks` would (timeouts, resets, bad framing, and what ``consumer`` raises).
+        ``event``: where the connection has a C reader, reads that are exactly one chunk holding
+        one single-line SSE ``data: X`` event go to ``event(X, arrival)`` instead, with no Python
+        in between; ``event`` must give the same result as ``consumer`` on those bytes."""
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
         buf = conn.buf
+        sock = conn if event is not None and isinstance(conn, _SockConn) else None
+        armed = False
+
+        def stop(exc: BaseException | None = None) -> None:
+            if armed and sock is not None:
+                sock.arm(None)
+            if not done.done():
+                if exc is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(exc)
 
         def on_data(fresh: bytes | None, arrival: float | None) -> None:
             if done.done():
@@ -510,14 +560,14 @@ class _Response:
                         consumer(data, arrival)
                     if finished:
                         self._done = True
-                        done.set_result(None)
+                        stop()
                         return
                 if conn.closed:
                     err = ConnectionResetError("server closed the connection mid-response")
                     err.__cause__ = conn.exc
                     raise err
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
-                done.set_exception(exc)
+                stop(exc)
 
         read_timeout, deadline = self._read_timeout, self._deadline
         handle: asyncio.TimerHandle | None = None
@@ -530,13 +580,12 @@ class _Response:
             if deadline is not None:
                 wait = deadline - time.monotonic()
                 if wait <= 0:
-                    done.set_exception(TimeoutError("request exceeded its total timeout"))
+                    stop(TimeoutError("request exceeded its total timeout"))
                     return
             if read_timeout is not None:
                 idle = time.perf_counter() - conn.last
                 if idle >= read_timeout:
-                    done.set_exception(
-                        TimeoutError("no data from the server within the read timeout"))
+                    stop(TimeoutError("no data from the server within the read timeout"))
                     return
                 wait = read_timeout - idle if wait is None else min(wait, read_timeout - idle)
             if wait is not None:
@@ -550,9 +599,13 @@ class _Response:
             for data, arrival in conn.take_reads():
                 on_data(data, arrival)
             on_data(None, conn.arrival)
+            if sock is not None and event is not None and not done.done():
+                armed = sock.arm(event, stop)
             check()
             await done
         finally:
+            if armed and sock is not None:
+                sock.arm(None)
             conn.sink = None
             if handle is not None:
                 handle.cancel()

@@ -95,13 +95,18 @@ class _Stream:
     last_read: float | None = None  # kernel arrival time of the read with the last byte
 
 
+Feed = Callable[[bytes, float | None], None]
+
+
 def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
                    on_first: Callable[[], None],
-                   stamped: bool) -> tuple[Callable[[bytes, float | None], None], SSEParser]:
-    """The per-read work of a streamed response as one closure (the hot path): SSE framing, one
-    bulk decode of the read's events (or one decode per event for unusual shapes), one time per
-    content chunk. ``arrival``: the kernel's receive time of the read (perf_counter clock) when
-    the transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
+                   stamped: bool) -> tuple[Feed, Feed, SSEParser]:
+    """The per-read work of a streamed response as closures (the hot path): ``feed`` takes a
+    read's de-chunked bytes — SSE framing, one bulk decode of its events (or one decode per
+    event for unusual shapes), one time per content chunk; ``feed_event`` takes the data of a
+    read that was exactly one single-line ``data:`` event (the C reader found it) with the same
+    result. ``arrival``: the kernel's receive time of the read (perf_counter clock) when the
+    transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
     parser = SSEParser()
     texts = out.texts
     feed_joined, feed_one = parser.feed_joined, parser.feed_one
@@ -168,7 +173,26 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
         if first and times:
             on_first()
 
-    return feed, parser
+    def feed_event(payload: bytes, arrival: float | None) -> None:
+        one = decode_one(payload) if parser.idle and payload != b"[DONE]" else None
+        if one is None:  # unusual shape, or a read that continues earlier bytes
+            feed(b"data: " + payload + b"\n\n", arrival)
+            return
+        now = clock()
+        if stamped and arrival is not None and start <= arrival < now:
+            now = arrival
+        text, fin, use = one
+        if text:
+            times.append(now - start)
+            texts.append(text)
+            if len(times) == 1:
+                on_first()
+        if fin:
+            out.finish = fin
+        if use:
+            out.usage = use
+
+    return feed, feed_event, parser
 
 
 async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
@@ -177,9 +201,9 @@ async def _read_stream(resp: object, times: list[float], out: _Stream, start: fl
     read by read from the transport's read callback where it can (no coroutine wake-up per
     read), else by iterating its chunks. Every event of one read shares its arrival time."""
     stamped = clock is time.perf_counter and hasattr(resp, "arrival")
-    feed, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
+    feed, feed_event, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
     if getattr(resp, "can_push", False):
-        await resp.push(feed)  # type: ignore[attr-defined]
+        await resp.push(feed, feed_event)  # type: ignore[attr-defined]
     else:
         arrival = None
         async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]

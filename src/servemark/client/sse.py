@@ -105,6 +105,11 @@ class SSEParser:
         return events
 
     @property
+    def idle(self) -> bool:
+        """Nothing pending: a read that is whole events starts afresh."""
+        return not (self._buf or self._data or self._pending_cr)
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes of an unfinished line still buffered (for diagnosing truncated streams)."""
         return len(self._buf) + sum(len(d) for d in self._data)

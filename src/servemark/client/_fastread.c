@@ -1,0 +1,330 @@
+/* The client's per-read hot path in C: one network read of a plain-TCP connection.
+ *
+ * Why: with chunks paced 10 ms apart every chunk is its own read, and the Python work around
+ * each read (recvmsg's ancillary tuples, the kernel stamp's conversion, the HTTP chunk and SSE
+ * framing checks, three Python frames) cost more than the read itself. A Reader is the event
+ * loop's reader callback for one socket: it calls recvmsg, converts the SO_TIMESTAMPNS stamp
+ * (CLOCK_REALTIME) to the perf_counter clock (CLOCK_MONOTONIC on Linux), keeps the connection's
+ * ``last`` (read time) and ``arrival`` (kernel stamp) attributes up to date, and when the read is
+ * exactly one HTTP chunk holding exactly one single-line SSE "data: X" event (a paced stream's
+ * usual read) hands X straight to the armed event callback. Every other read goes to the slow
+ * callback unchanged, where the Python transport handles it as before; end of stream and errors
+ * go to the closed callback. Semantics match servemark.client.fasthttp._SockConn._readable.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#define READ_SIZE 65536
+#define REFRESH_S 0.1
+
+static char rbuf[READ_SIZE];   /* one read at a time: callbacks run with the GIL held */
+static double offset = 0.0;   /* CLOCK_REALTIME minus CLOCK_MONOTONIC */
+static double taken_at = -1e300;
+
+static double
+ts_of(clockid_t id)
+{
+    struct timespec ts;
+    clock_gettime(id, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* The offset from the tightest of three bracketed readings (a preemption between the two clock
+ * reads would otherwise be in it), refreshed every REFRESH_S, as kernelstamp.py does. */
+static void
+refresh_offset(double now)
+{
+    double best_width = 1e300, best = 0.0;
+    for (int i = 0; i < 3; i++) {
+        double a = ts_of(CLOCK_MONOTONIC);
+        double r = ts_of(CLOCK_REALTIME);
+        double b = ts_of(CLOCK_MONOTONIC);
+        if (b - a < best_width) {
+            best_width = b - a;
+            best = r - (a + b) / 2;
+        }
+    }
+    offset = best;
+    taken_at = now;
+}
+
+typedef struct {
+    PyObject_HEAD
+    int fd;
+    PyObject *conn;    /* the connection: its ``last`` and ``arrival`` are kept up to date */
+    PyObject *slow;    /* slow(data: bytes, arrival: float | None) */
+    PyObject *closed;  /* closed(errno: int), 0 at end of stream */
+    PyObject *event;   /* event(payload: bytes, arrival: float | None), or None: not armed */
+    PyObject *error;   /* error(exc): what event raised goes here, not to the event loop */
+    PyObject *buf;     /* conn.buf, its pending bytes: the event path only while empty */
+    double arrival;    /* kernel arrival of the latest stamped read (perf_counter clock) */
+    int has_arrival;
+} Reader;
+
+static PyObject *str_last, *str_arrival, *str_buf;
+
+static int
+hexval(char c)
+{
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+/* The event's payload (start, length) when data[0:n] is exactly one non-empty HTTP chunk whose
+ * payload is one single-line SSE event "data: X\n\n" (no CR anywhere, X is not [DONE]). */
+static int
+one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
+{
+    Py_ssize_t i = 0, size = 0;
+    while (i < n && i < 8) {
+        int v = hexval(data[i]);
+        if (v < 0) break;
+        size = size * 16 + v;
+        i++;
+    }
+    if (i == 0 || i + 1 >= n || data[i] != '\r' || data[i + 1] != '\n') return 0;
+    i += 2;
+    if (size < 8 || i + size + 2 != n || data[n - 2] != '\r' || data[n - 1] != '\n') return 0;
+    const char *p = data + i;
+    if (memcmp(p, "data: ", 6) != 0 || p[size - 2] != '\n' || p[size - 1] != '\n') return 0;
+    const char *x = p + 6;
+    Py_ssize_t xn = size - 8;
+    if (memchr(x, '\n', xn) || memchr(x, '\r', xn)) return 0;
+    if (xn == 6 && memcmp(x, "[DONE]", 6) == 0) return 0;
+    *start = x;
+    *len = xn;
+    return 1;
+}
+
+static PyObject *
+Reader_call(Reader *self, PyObject *args, PyObject *kwargs)
+{
+    if (self->conn == NULL) Py_RETURN_NONE;  /* not initialised, or cleared */
+    struct iovec iov = {rbuf, READ_SIZE};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec)) * 2];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t n = recvmsg(self->fd, &msg, 0);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) Py_RETURN_NONE;
+        return PyObject_CallFunction(self->closed, "i", errno);
+    }
+    if (n == 0) return PyObject_CallFunction(self->closed, "i", 0);
+    double now = ts_of(CLOCK_MONOTONIC);
+    int stamped = 0;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            if (now - taken_at > REFRESH_S) refresh_offset(now);
+            double a = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - offset;
+            self->arrival = (now - 30.0 < a && a <= now) ? a : now;
+            self->has_arrival = 1;
+            stamped = 1;
+            break;
+        }
+    }
+    PyObject *last = PyFloat_FromDouble(now);
+    if (last == NULL) return NULL;
+    int bad = PyObject_SetAttr(self->conn, str_last, last);
+    Py_DECREF(last);
+    if (bad) return NULL;
+    PyObject *arrival = self->has_arrival ? PyFloat_FromDouble(self->arrival) : Py_NewRef(Py_None);
+    if (arrival == NULL) return NULL;
+    if (stamped && PyObject_SetAttr(self->conn, str_arrival, arrival) < 0) {
+        Py_DECREF(arrival);
+        return NULL;
+    }
+    PyObject *res;
+    const char *x;
+    Py_ssize_t xn;
+    if (self->event != Py_None && PyByteArray_GET_SIZE(self->buf) == 0
+            && one_event(rbuf, n, &x, &xn)) {
+        PyObject *payload = PyBytes_FromStringAndSize(x, xn);
+        if (payload == NULL) {
+            Py_DECREF(arrival);
+            return NULL;
+        }
+        PyObject *error = Py_NewRef(self->error);  /* event may re-arm */
+        res = PyObject_CallFunctionObjArgs(self->event, payload, arrival, NULL);
+        Py_DECREF(payload);
+        if (res == NULL && error != Py_None && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+                && !PyErr_ExceptionMatches(PyExc_SystemExit)) {
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+            res = PyObject_CallFunctionObjArgs(error, value ? value : Py_None, NULL);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+        }
+        Py_DECREF(error);
+    } else {
+        PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
+        if (data == NULL) {
+            Py_DECREF(arrival);
+            return NULL;
+        }
+        res = PyObject_CallFunctionObjArgs(self->slow, data, arrival, NULL);
+        Py_DECREF(data);
+    }
+    Py_DECREF(arrival);
+    return res;
+}
+
+static int
+Reader_init(Reader *self, PyObject *args, PyObject *kwargs)
+{
+    static char *kwlist[] = {"fd", "conn", "slow", "closed", NULL};
+    int fd;
+    PyObject *conn, *slow, *closed;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "iOOO", kwlist, &fd, &conn, &slow, &closed))
+        return -1;
+    PyObject *buf = PyObject_GetAttr(conn, str_buf);
+    if (buf == NULL) return -1;
+    if (!PyByteArray_CheckExact(buf)) {
+        Py_DECREF(buf);
+        PyErr_SetString(PyExc_TypeError, "conn.buf must be a bytearray");
+        return -1;
+    }
+    self->fd = fd;
+    Py_XSETREF(self->conn, Py_NewRef(conn));
+    Py_XSETREF(self->slow, Py_NewRef(slow));
+    Py_XSETREF(self->closed, Py_NewRef(closed));
+    Py_XSETREF(self->buf, buf);
+    Py_XSETREF(self->event, Py_NewRef(Py_None));
+    Py_XSETREF(self->error, Py_NewRef(Py_None));
+    self->has_arrival = 0;
+    return 0;
+}
+
+static int
+Reader_traverse(Reader *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->conn);
+    Py_VISIT(self->slow);
+    Py_VISIT(self->closed);
+    Py_VISIT(self->event);
+    Py_VISIT(self->error);
+    Py_VISIT(self->buf);
+    return 0;
+}
+
+static int
+Reader_clear(Reader *self)
+{
+    Py_CLEAR(self->conn);
+    Py_CLEAR(self->slow);
+    Py_CLEAR(self->closed);
+    Py_CLEAR(self->event);
+    Py_CLEAR(self->error);
+    Py_CLEAR(self->buf);
+    return 0;
+}
+
+static void
+Reader_dealloc(Reader *self)
+{
+    PyObject_GC_UnTrack(self);
+    Reader_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static PyObject *
+Reader_arm(Reader *self, PyObject *args)
+{
+    PyObject *event, *error = Py_None;
+    if (!PyArg_ParseTuple(args, "O|O", &event, &error)) return NULL;
+    Py_XSETREF(self->event, Py_NewRef(event));
+    Py_XSETREF(self->error, Py_NewRef(error));
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Reader_armed(Reader *self, void *closure)
+{
+    return PyBool_FromLong(self->event != NULL && self->event != Py_None);
+}
+
+static PyMethodDef Reader_methods[] = {
+    {"arm", (PyCFunction)Reader_arm, METH_VARARGS,
+     "arm(event, error=None): one-event reads go to event(payload, arrival); what it raises to "
+     "error(exc). arm(None) disarms."},
+    {NULL}
+};
+
+static PyGetSetDef Reader_getset[] = {
+    {"armed", (getter)Reader_armed, NULL, "whether an event callback is armed", NULL},
+    {NULL}
+};
+
+static PyTypeObject ReaderType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "servemark.client._fastread.Reader",
+    .tp_doc = "Reader(fd, conn, slow, closed): the reader callback of one socket",
+    .tp_basicsize = sizeof(Reader),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Reader_init,
+    .tp_dealloc = (destructor)Reader_dealloc,
+    .tp_traverse = (traverseproc)Reader_traverse,
+    .tp_clear = (inquiry)Reader_clear,
+    .tp_call = (ternaryfunc)Reader_call,
+    .tp_getset = Reader_getset,
+    .tp_methods = Reader_methods,
+};
+
+static PyObject *
+py_one_event(PyObject *mod, PyObject *arg)
+{
+    char *data;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &data, &n) < 0) return NULL;
+    const char *x;
+    Py_ssize_t xn;
+    if (!one_event(data, n, &x, &xn)) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(x, xn);
+}
+
+static PyMethodDef methods[] = {
+    {"one_event", py_one_event, METH_O,
+     "The payload X when the bytes are exactly one HTTP chunk holding one SSE 'data: X' event "
+     "(the Reader's fast-path test, exposed for tests); else None."},
+    {NULL, NULL, 0, NULL}
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_fastread", "The client's per-read hot path in C.", -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__fastread(void)
+{
+    str_last = PyUnicode_InternFromString("last");
+    str_arrival = PyUnicode_InternFromString("arrival");
+    str_buf = PyUnicode_InternFromString("buf");
+    if (!str_last || !str_arrival || !str_buf) return NULL;
+    if (PyType_Ready(&ReaderType) < 0) return NULL;
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddObjectRef(m, "Reader", (PyObject *)&ReaderType) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}
