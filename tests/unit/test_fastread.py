@@ -17,8 +17,11 @@ pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="the C reader is
 
 def _fastread():
     """Every Linux install builds it (setup.py); a missing build is a failure, not a skip."""
-    from servemark.client import _fastread
-
+    try:
+        from servemark.client import _fastread
+    except ImportError as exc:
+        pytest.fail(f"the C reader was not built ({exc}): install gcc, then `make install` "
+                    "(or `pip install -e .`) again")
     return _fastread
 
 
