@@ -599,7 +599,7 @@ class _Response:
             for data, arrival in conn.take_reads():
                 on_data(data, arrival)
             on_data(None, conn.arrival)
-            if sock is not None and event is not None and not done.done():
+            if sock is not None and not done.done():
                 armed = sock.arm(event, stop)
             check()
             await done

@@ -112,26 +112,19 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
     feed_joined, feed_one = parser.feed_joined, parser.feed_one
 
     def feed(chunk: bytes, arrival: float | None) -> None:
+        if BULK:  # one event in this read (paced streams): the leanest path
+            payload = feed_one(chunk)
+            if payload is not None:
+                feed_event(payload, arrival)
+                return
+        general(chunk, arrival)
+
+    def general(chunk: bytes, arrival: float | None) -> None:
+        """Any read: bulk decode of whole single-line events, else the per-event rules."""
         now = clock()
         if stamped and arrival is not None and start <= arrival < now:
             now = arrival
         first = not times
-        if BULK:  # one event in this read (paced streams): the leanest path
-            payload = feed_one(chunk)
-            if payload is not None and payload != b"[DONE]":
-                one = decode_one(payload)
-                if one is not None:
-                    text, fin, use = one
-                    if text:
-                        times.append(now - start)
-                        texts.append(text)
-                        if first:
-                            on_first()
-                    if fin:
-                        out.finish = fin
-                    if use:
-                        out.usage = use
-                    return
         joined = feed_joined(chunk) if BULK else None
         if joined is not None:
             bulk = decode_joined(*joined)
@@ -175,8 +168,8 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
 
     def feed_event(payload: bytes, arrival: float | None) -> None:
         one = decode_one(payload) if parser.idle and payload != b"[DONE]" else None
-        if one is None:  # unusual shape, or a read that continues earlier bytes
-            feed(b"data: " + payload + b"\n\n", arrival)
+        if one is None:  # [DONE], an unusual shape, or a read that continues earlier bytes
+            general(b"data: " + payload + b"\n\n", arrival)
             return
         now = clock()
         if stamped and arrival is not None and start <= arrival < now:
