@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -36,6 +36,15 @@ async def read_request(r: asyncio.StreamReader) -> bytes:
         if line.lower().startswith(b"content-length:"):
             length = int(line.split(b":")[1])
     return await r.readexactly(length) if length else b""
+
+
+async def each_request(r: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    """The bodies of the requests on one keep-alive connection, until the client closes it."""
+    while True:
+        try:
+            yield await read_request(r)
+        except asyncio.IncompleteReadError:
+            return
 
 
 def chunked(*payloads: bytes) -> bytes:
@@ -70,11 +79,7 @@ async def test_chunked_body_split_anywhere(step: int) -> None:
 
 async def test_keep_alive_reuses_one_connection_and_content_length() -> None:
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                body = await read_request(r)
-            except asyncio.IncompleteReadError:
-                return
+        async for body in each_request(r):
             w.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
             await w.drain()
 
@@ -197,11 +202,7 @@ async def test_push_delivers_the_same_body_as_iteration(step: int, stamps: bool)
     wire = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunked(*payloads)
 
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(r)
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in each_request(r):
             for i in range(0, len(wire), step):
                 w.write(wire[i:i + step])
                 await w.drain()
@@ -308,11 +309,7 @@ async def test_reads_buffered_before_push_keep_their_own_arrival(stamps: bool) -
     head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
 
     async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
-        while True:
-            try:
-                await read_request(r)
-            except asyncio.IncompleteReadError:
-                return
+        async for _ in each_request(r):
             w.write(head + b"7\r\ndata: 1\r\n")
             await w.drain()
             await asyncio.sleep(gap)
