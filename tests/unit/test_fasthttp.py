@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from servemark.client.fasthttp import FastTransport, HttpProtocolError
+from servemark.client.fasthttp import FastTransport, HttpProtocolError, fast_reads_enabled
+from servemark.client.sse import SSEParser
 from servemark.client.transport import HttpRequest, Timeouts
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
@@ -334,3 +335,58 @@ async def test_reads_buffered_before_push_keep_their_own_arrival(stamps: bool) -
         assert a3 is not None and a3 - a2 >= 0.8 * gap, arrivals
     else:  # read while the body was pushed: the consumer's own clock is the read time
         assert a3 is None
+
+
+async def test_reads_of_several_events_reach_the_event_path_one_by_one(stamps: bool) -> None:
+    """A client that fell behind reads several chunks at once. With the C reader armed, every
+    whole one-event chunk of such a read goes to ``event`` (one call each, the read's arrival);
+    what follows ([DONE], the last chunk) goes to the consumer. Every reader hands over the same
+    events, and the events of one read share its arrival."""
+    gap, groups = 0.03, 5
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+    def group(g: int) -> bytes:
+        return b"".join(b"%x\r\n%s\r\n" % (len(p), p)
+                        for p in (b"data: {\"g\":%d,\"i\":%d}\n\n" % (g, i) for i in range(3)))
+
+    async def handler(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        async for _ in each_request(r):
+            w.write(head)
+            await w.drain()
+            for g in range(groups):
+                await asyncio.sleep(gap)
+                tail = b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n" if g == groups - 1 else b""
+                w.write(group(g) + tail)  # one write: one read for a client that keeps up
+                await w.drain()
+
+    got: list[tuple[bytes, float | None]] = []
+    by_event = [0]
+
+    def consumer(data: bytes, arrival: float | None) -> None:
+        got.extend((p, arrival) for p in SSEParser().feed(data))
+
+    def event(payload: bytes, arrival: float | None) -> None:
+        by_event[0] += 1
+        got.append((payload, arrival))
+
+    server, url, _ = await serve(handler)
+    t = FastTransport()
+    for _ in range(2):  # stamps are on from the second response (see above)
+        got.clear()
+        by_event[0] = 0
+        async with t.open(HttpRequest("POST", url, b"{}")) as resp:
+            await resp.push(consumer, event)  # type: ignore[attr-defined]
+        await asyncio.sleep(0.2)
+    await t.close()
+    server.close()
+    expected = [b"{\"g\":%d,\"i\":%d}" % (g, i) for g in range(groups) for i in range(3)]
+    assert [p for p, _ in got] == expected + [b"[DONE]"]
+    c_reader = stamps and fast_reads_enabled()
+    assert (by_event[0] >= 3 * (groups - 1)) if c_reader else by_event[0] == 0, by_event
+    arrivals = [a for _, a in got[:-1]]
+    if stamps:
+        for g in range(groups):
+            a = arrivals[3 * g: 3 * g + 3]
+            assert a[0] is not None and a[0] == a[1] == a[2], arrivals
+        firsts = [x for x in arrivals[::3] if x is not None]
+        assert all(b - a >= 0.8 * gap for a, b in zip(firsts, firsts[1:], strict=False)), firsts

@@ -80,3 +80,29 @@ def test_one_event_accepts(data: bytes) -> None:
 ])
 def test_one_event_declines(data: bytes) -> None:
     assert _fastread().one_event(data) is None
+
+
+PAYLOADS = st.one_of(
+    st.builds(lambda x: b"data: " + x + b"\n\n", TEXT),  # mostly events the fast path takes
+    st.sampled_from([b"data: [DONE]\n\n", b"data: a\nb\n\n", b"data: a\r\n\r\n", b": c\n\n",
+                     b"data: x\n", b"event: e\n\n", b""]),
+)
+
+
+@given(st.lists(PAYLOADS, max_size=8), st.sampled_from([b"", b"0\r\n\r\n", b"9\r\ndata", b"z"]))
+def test_split_events_takes_the_leading_chunks_python_takes_one_by_one(
+        payloads: list[bytes], tail: bytes) -> None:
+    """A read of several chunks: the C reader hands on exactly the leading chunks that Python's
+    one-event test accepts, one payload each, and leaves the rest (from the first chunk it
+    declines) to the Python path."""
+    chunks = [chunk(p) for p in payloads]
+    expected: list[bytes] = []
+    used = 0
+    for c in chunks:
+        one = python_one_event(c)
+        if one is None:
+            break
+        expected.append(one)
+        used += len(c)
+    data = b"".join(chunks) + tail
+    assert _fastread().split_events(data) == (expected, used)

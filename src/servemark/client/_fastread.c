@@ -5,11 +5,12 @@
  * framing checks, three Python frames) cost more than the read itself. A Reader is the event
  * loop's reader callback for one socket: it calls recvmsg, converts the SO_TIMESTAMPNS stamp
  * (CLOCK_REALTIME) to the perf_counter clock (CLOCK_MONOTONIC on Linux), keeps the connection's
- * ``last`` (read time) and ``arrival`` (kernel stamp) attributes up to date, and when the read is
- * exactly one HTTP chunk holding exactly one single-line SSE "data: X" event (a paced stream's
- * usual read) hands X straight to the armed event callback. Every other read goes to the slow
- * callback unchanged, where the Python transport handles it as before; end of stream and errors
- * go to the closed callback. Semantics match servemark.client.fasthttp._SockConn._readable.
+ * ``last`` (read time) and ``arrival`` (kernel stamp) attributes up to date, and hands every
+ * leading whole HTTP chunk that holds exactly one single-line SSE "data: X" event (a paced
+ * stream's usual read is one; a client that fell behind gets several) straight to the armed
+ * event callback, one call per event. What is left of the read — [DONE], the last chunk, a
+ * partial chunk, any other shape — goes to the slow callback unchanged, where the Python
+ * transport handles it as before; end of stream and errors go to the closed callback. Semantics match servemark.client.fasthttp._SockConn._readable.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -76,10 +77,12 @@ hexval(char c)
     return -1;
 }
 
-/* The event's payload (start, length) when data[0:n] is exactly one non-empty HTTP chunk whose
- * payload is one single-line SSE event "data: X\n\n" (no CR anywhere, X is not [DONE]). */
+/* The event's payload (start, length) and the bytes the chunk takes (used) when data[0:n]
+ * begins with one whole non-empty HTTP chunk whose payload is one single-line SSE event
+ * "data: X\n\n" (no CR anywhere, X is not [DONE]). */
 static int
-one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
+chunk_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len,
+            Py_ssize_t *used)
 {
     Py_ssize_t i = 0, size = 0;
     while (i < n && i < 8) {
@@ -90,7 +93,8 @@ one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
     }
     if (i == 0 || i + 1 >= n || data[i] != '\r' || data[i + 1] != '\n') return 0;
     i += 2;
-    if (size < 8 || i + size + 2 != n || data[n - 2] != '\r' || data[n - 1] != '\n') return 0;
+    if (size < 8 || i + size + 2 > n || data[i + size] != '\r' || data[i + size + 1] != '\n')
+        return 0;
     const char *p = data + i;
     if (memcmp(p, "data: ", 6) != 0 || p[size - 2] != '\n' || p[size - 1] != '\n') return 0;
     const char *x = p + 6;
@@ -99,7 +103,41 @@ one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
     if (xn == 6 && memcmp(x, "[DONE]", 6) == 0) return 0;
     *start = x;
     *len = xn;
+    *used = i + size + 2;
     return 1;
+}
+
+/* Exactly one such chunk and nothing after it. */
+static int
+one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
+{
+    Py_ssize_t used;
+    return chunk_event(data, n, start, len, &used) && used == n;
+}
+
+/* Hand one event to the armed callback; what it raises goes to the error callback. Returns
+ * what the callback (or the error callback) returned, NULL with an exception set on failure. */
+static PyObject *
+call_event(PyObject *event, PyObject *error, const char *x, Py_ssize_t xn, PyObject *arrival)
+{
+    PyObject *payload = PyBytes_FromStringAndSize(x, xn);
+    if (payload == NULL) return NULL;
+    Py_INCREF(error);  /* event may re-arm */
+    PyObject *res = PyObject_CallFunctionObjArgs(event, payload, arrival, NULL);
+    Py_DECREF(payload);
+    if (res == NULL && error != Py_None && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
+            && !PyErr_ExceptionMatches(PyExc_SystemExit)) {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
+        res = PyObject_CallFunctionObjArgs(error, value ? value : Py_None, NULL);
+        Py_XDECREF(type);
+        Py_XDECREF(value);
+        Py_XDECREF(tb);
+    }
+    Py_DECREF(error);
+    return res;
 }
 
 static PyObject *
@@ -149,33 +187,28 @@ Reader_call(Reader *self, PyObject *args, PyObject *kwargs)
         Py_DECREF(arrival);
         return NULL;
     }
-    PyObject *res;
+    /* While armed and nothing is pending: every leading whole chunk that is one event goes to
+     * the event callback (a client that fell a read behind gets several in one read, all with
+     * this read's arrival, as the Python path gives them); the rest, if any, to slow. */
+    Py_ssize_t pos = 0;
     const char *x;
-    Py_ssize_t xn;
-    if (self->event != Py_None && PyByteArray_GET_SIZE(self->buf) == 0
-            && one_event(rbuf, n, &x, &xn)) {
-        PyObject *payload = PyBytes_FromStringAndSize(x, xn);
-        if (payload == NULL) {
+    Py_ssize_t xn, used;
+    while (pos < n && self->event != Py_None && PyByteArray_GET_SIZE(self->buf) == 0
+            && chunk_event(rbuf + pos, n - pos, &x, &xn, &used)) {
+        PyObject *event = Py_NewRef(self->event);
+        PyObject *res = call_event(event, self->error, x, xn, arrival);
+        Py_DECREF(event);
+        if (res == NULL) {
             Py_DECREF(arrival);
             return NULL;
         }
-        PyObject *error = Py_NewRef(self->error);  /* event may re-arm */
-        res = PyObject_CallFunctionObjArgs(self->event, payload, arrival, NULL);
-        Py_DECREF(payload);
-        if (res == NULL && error != Py_None && !PyErr_ExceptionMatches(PyExc_KeyboardInterrupt)
-                && !PyErr_ExceptionMatches(PyExc_SystemExit)) {
-            PyObject *type, *value, *tb;
-            PyErr_Fetch(&type, &value, &tb);
-            PyErr_NormalizeException(&type, &value, &tb);
-            if (tb != NULL && value != NULL) PyException_SetTraceback(value, tb);
-            res = PyObject_CallFunctionObjArgs(error, value ? value : Py_None, NULL);
-            Py_XDECREF(type);
-            Py_XDECREF(value);
-            Py_XDECREF(tb);
-        }
-        Py_DECREF(error);
-    } else {
-        PyObject *data = PyBytes_FromStringAndSize(rbuf, n);
+        Py_DECREF(res);
+        pos += used;
+    }
+    PyObject *res = Py_NewRef(Py_None);
+    if (pos < n) {
+        Py_DECREF(res);
+        PyObject *data = PyBytes_FromStringAndSize(rbuf + pos, n - pos);
         if (data == NULL) {
             Py_DECREF(arrival);
             return NULL;
@@ -301,7 +334,33 @@ py_one_event(PyObject *mod, PyObject *arg)
     return PyBytes_FromStringAndSize(x, xn);
 }
 
+static PyObject *
+py_split_events(PyObject *mod, PyObject *arg)
+{
+    char *data;
+    Py_ssize_t n;
+    if (PyBytes_AsStringAndSize(arg, &data, &n) < 0) return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) return NULL;
+    Py_ssize_t pos = 0, xn, used;
+    const char *x;
+    while (pos < n && chunk_event(data + pos, n - pos, &x, &xn, &used)) {
+        PyObject *payload = PyBytes_FromStringAndSize(x, xn);
+        if (payload == NULL || PyList_Append(out, payload) < 0) {
+            Py_XDECREF(payload);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(payload);
+        pos += used;
+    }
+    return Py_BuildValue("(Nn)", out, pos);
+}
+
 static PyMethodDef methods[] = {
+    {"split_events", py_split_events, METH_O,
+     "(payloads, used): the leading whole chunks that each hold one SSE 'data: X' event, as "
+     "the armed Reader hands them to its event callback, and how many bytes they take."},
     {"one_event", py_one_event, METH_O,
      "The payload X when the bytes are exactly one HTTP chunk holding one SSE 'data: X' event "
      "(the Reader's fast-path test, exposed for tests); else None."},

@@ -141,9 +141,10 @@ class _SockConn:
 
     def arm(self, event: EventSink | None,
             error: Callable[[BaseException], None] | None = None) -> bool:
-        """Hand reads that are exactly one HTTP chunk holding one single-line SSE ``data: X``
-        event (X not ``[DONE]``) to ``event(X, arrival)`` while nothing is buffered, bypassing
-        the sink; what ``event`` raises goes to ``error``. None disarms. False: no C reader
+        """While nothing is buffered, hand every leading whole HTTP chunk of a read that holds
+        one single-line SSE ``data: X`` event (X not ``[DONE]``) to ``event(X, arrival)``, one
+        call each, bypassing the sink, which gets the rest of the read; what ``event`` raises
+        goes to ``error``. None disarms. False: no C reader
         here, so nothing is armed."""
         if self._reader is None:
             return False
@@ -524,9 +525,10 @@ class _Response:
         event loop's read callback. Why: no future, task wake-up or timer per read (the coroutine
         wakes once, at the end), which is most of a paced stream's per-read cost. Raises what
         :meth:`iter_chunks` would (timeouts, resets, bad framing, and what ``consumer`` raises).
-        ``event``: where the connection has a C reader, reads that are exactly one chunk holding
-        one single-line SSE ``data: X`` event go to ``event(X, arrival)`` instead, with no Python
-        in between; ``event`` must give the same result as ``consumer`` on those bytes."""
+        ``event``: where the connection has a C reader, the whole chunks at the front of a read
+        that each hold one single-line SSE ``data: X`` event go to ``event(X, arrival)``
+        instead, one call each with no Python in between (``consumer`` gets the rest); ``event``
+        must give the same result as ``consumer`` on those bytes."""
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()

@@ -103,9 +103,9 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
                    stamped: bool) -> tuple[Feed, Feed, SSEParser]:
     """The per-read work of a streamed response as closures (the hot path): ``feed`` takes a
     read's de-chunked bytes — SSE framing, one bulk decode of its events (or one decode per
-    event for unusual shapes), one time per content chunk; ``feed_event`` takes the data of a
-    read that was exactly one single-line ``data:`` event (the C reader found it) with the same
-    result. ``arrival``: the kernel's receive time of the read (perf_counter clock) when the
+    event for unusual shapes), one time per content chunk; ``feed_event`` takes the data of one
+    single-line ``data:`` event that was a whole chunk of its read (the C reader found it) with
+    the same result. ``arrival``: the kernel's receive time of the read (perf_counter clock) when the
     transport knows it — a busy client then does not add its own queueing to TTFT/ITL."""
     parser = SSEParser()
     texts = out.texts
