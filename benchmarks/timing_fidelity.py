@@ -6,9 +6,12 @@ engine (``--engine fast``: one scheduler, schedule from the kernel arrival) with
 1,024 concurrent streams. Printed: measured mean ITL and TTFT minus the truth, the stub's own
 lateness (``/stub/stats``: how late it actually wrote its chunks, from the kernel arrival of
 each request) and the TTFT error against that measured truth (ttft + the stub's mean first-chunk
-lateness; ITL likewise against the stub's actual mean gap), the stub's own CPU share, and under saturation (a zero-delay stub, c=256, on whichever
-engine is faster there: ``--saturation-engine``) the TTFT inflation. Targets of the load-generator issue: ITL within
-0.5 ms, TTFT within 2 ms, saturation TTFT inflation under 5 ms. Prints figures; not a test.
+lateness; ITL likewise against the stub's actual mean gap), the stub's own CPU share, the
+hypervisor's steal of the client core (on an oversubscribed VM its pauses count as latency:
+read a point with steal as the machine's figure, not the client's), and under saturation (a
+zero-delay stub, c=256, on whichever engine is faster there: ``--saturation-engine``) the TTFT
+inflation. Targets of the load-generator issue: ITL within 0.5 ms, TTFT within 2 ms, saturation
+TTFT inflation under 5 ms. Prints figures; not a test.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ class Fidelity:
     stub_first_late_max_s: float | None = None
     stub_next_late_max_s: float | None = None
     stub_gap_s: float | None = None  # the stub's actual mean gap before later chunks
+    steal_share: float | None = None  # of the client core's time, taken by the hypervisor
 
     @property
     def ttft_error_s(self) -> float:
@@ -86,13 +90,18 @@ def measure(concurrency: int, ttft_s: float, itl_s: float, output_len: int, roun
                     stats.get("mean_first_chunk_late_s"), stats.get("mean_next_chunk_late_s"),
                     chunks, p.fidelity.client_cpu_util if p.fidelity else None, stub_util,
                     stats.get("mean_parse_delay_s"), stats.get("max_first_chunk_late_s"),
-                    stats.get("max_next_chunk_late_s"), stats.get("mean_next_chunk_gap_s"))
+                    stats.get("max_next_chunk_late_s"), stats.get("mean_next_chunk_gap_s"),
+                    p.fidelity.steal_share if p.fidelity else None)
 
 
 def _ms(v: float | None, signed: bool = True) -> str:
     if v is None:
         return "–"
     return f"{v * 1000:+.3f}" if signed else f"{v * 1000:.3f}"
+
+
+def _share(v: float | None) -> str:
+    return "–" if v is None else f"{v:.0%}"
 
 
 def main() -> None:
@@ -119,7 +128,7 @@ def main() -> None:
     print(f"{'streams':>7} {'TTFT err ms':>11} {'vs measured':>11} {'ITL err ms':>10} "
           f"{'vs measured':>11} "
           f"{'stub late 1st/next ms (max)':>31} {'parse ms':>8} {'chunks/s':>9} "
-          f"{'client CPU':>10} {'stub CPU':>8}")
+          f"{'client CPU':>10} {'stub CPU':>8} {'steal':>5}")
     for c in (int(x) for x in args.concurrency.split(",")):
         f = measure(c, args.ttft, args.itl, args.output_len, args.rounds, stub_cpu, args.engine)
         util = "–" if f.client_cpu_util is None else f"{f.client_cpu_util:.0%}"
@@ -128,7 +137,7 @@ def main() -> None:
                 f"({_ms(f.stub_first_late_max_s, False)}/{_ms(f.stub_next_late_max_s, False)})")
         print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.ttft_error_measured_s):>11} "
               f"{_ms(f.itl_error_s):>10} {_ms(f.itl_error_measured_s):>11} {late:>31} {_ms(f.stub_parse_delay_s, False):>8} "
-              f"{f.chunks_per_s:>9,.0f} {util:>10} {sutil:>8}")
+              f"{f.chunks_per_s:>9,.0f} {util:>10} {sutil:>8} {_share(f.steal_share):>5}")
     if args.ceiling_runs:
         print("paced ceiling: 1,024 streams, 256 chunks 10 ms apart, 2 requests per stream")
         per_cpu: list[float] = []
@@ -139,7 +148,7 @@ def main() -> None:
             print(f"  run {run + 1}: {f.chunks_per_s:,.0f} chunks/s at {util:.0%} of the client "
                   f"core = {per_cpu[-1]:,.0f} chunks per client CPU-second; ITL error "
                   f"{_ms(f.itl_error_s)} ms (vs measured {_ms(f.itl_error_measured_s)}), stub CPU "
-                  f"{'–' if f.stub_cpu_util is None else f'{f.stub_cpu_util:.0%}'}")
+                  f"{_share(f.stub_cpu_util)}, steal {_share(f.steal_share)}")
         print(f"  median {statistics.median(per_cpu):,.0f}, range {min(per_cpu):,.0f}–"
               f"{max(per_cpu):,.0f} chunks per client CPU-second")
     sat = measure(256, 0.0, 0.0, 256, 4, stub_cpu, args.saturation_engine)

@@ -23,7 +23,7 @@ from servemark.client.probe import EndpointInfo, probe
 from servemark.client.request import Target, execute
 from servemark.client.transport import AiohttpTransport, HttpRequest, Timeouts, Transport
 from servemark.errors import ConfigError, ResultsError
-from servemark.load import eventloop
+from servemark.load import eventloop, steal
 from servemark.load.balance import EndpointPicker, make_picker
 from servemark.load.limits import ensure_open_files
 from servemark.load.looplag import LoopLag
@@ -379,6 +379,8 @@ async def abench(
 
             progress.point_started(label, n, config.duration_s, live)
             cpu_start = time.process_time()
+            # this machine's cores; Ray actors run elsewhere (their hosts are not read)
+            ticks_start = steal.read_ticks() if ray is None else None
             loop_lag: float | None = None  # p99 lateness of the (latest) client event loop
             async with observe_point(sampler, label):
                 if n == 0:  # resumed after every request of this point was recorded
@@ -419,7 +421,8 @@ async def abench(
             if write_failed:
                 raise write_failed[0]
             summary = summary_of(acc, label, point.concurrency, point.request_rate, cpu_s,
-                                 num_gpus=config.num_gpus, loop_lag_p99_s=loop_lag)
+                                 num_gpus=config.num_gpus, loop_lag_p99_s=loop_lag,
+                                 steal_share=steal.steal_share(ticks_start, steal.read_ticks()))
             if len(urls) > 1:
                 summary.by_endpoint = by_endpoint_of(acc, urls, label)
             accumulators[label] = acc

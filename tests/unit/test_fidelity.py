@@ -90,3 +90,17 @@ def test_loop_lag_sees_a_blocked_loop() -> None:
     p99, count = asyncio.run(main())
     assert count >= 5
     assert p99 is not None and p99 >= 0.02
+
+
+def test_hypervisor_steal_marks_the_point_client_bound() -> None:
+    from servemark.metrics.accumulate import PointAccumulator
+    from servemark.metrics.fidelity import assess_of
+
+    acc = PointAccumulator.of([rec(i, float(i), None, [0.1, 0.2, 0.4], 4) for i in range(5)])
+    paused = assess_of(acc, 5.0, 1.0, steal_share=0.26)  # 20% of a core, but paused often
+    assert paused.client_bound and paused.client_bound_reasons == [
+        "the hypervisor took 26% of the client cores' time (steal: its pauses count as latency)"]
+    calm = assess_of(acc, 5.0, 1.0, steal_share=0.004)
+    assert not calm.client_bound and calm.steal_share == pytest.approx(0.004)
+    back = type(paused).from_dict(paused.to_dict())
+    assert back.steal_share == pytest.approx(0.26) and back.client_bound

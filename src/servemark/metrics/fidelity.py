@@ -5,7 +5,9 @@
   coordinated omission; both are reported.
 - Client-bound: the client, not the server, set the pace when its event loop used nearly a whole
   core over the window, when open-loop requests left late, or when its own work (at least half
-  a core) made the event loop run late enough for reads of one stream to merge.
+  a core) made the event loop run late enough for reads of one stream to merge, or when the
+  hypervisor took a noticeable share of the client's cores (steal time: the client was paused,
+  and the pauses count as latency).
 - Other tools' definitions, so numbers can be reconciled: TPOT as e2e / n (some tools), ITL as
   the mean of per-request means (vs pooled over all gaps), output tokens per chunk.
 """
@@ -26,6 +28,8 @@ LOOP_LAG_BOUND_S = 0.005  # p99 event-loop lateness above which reads may merge 
 # ...when the client's own work made it late: a loop that is late while the client used little
 # CPU was starved by other processes (a server on the same cores); recorded, not flagged
 LOOP_LAG_MIN_CPU = 0.5
+# share of the client cores' time the hypervisor took (steal): its pauses land in TTFT and ITL
+STEAL_BOUND = 0.05
 
 
 @dataclass(slots=True)
@@ -41,6 +45,7 @@ class Fidelity:
     client_bound: bool = False
     client_bound_reasons: list[str] = field(default_factory=list)
     loop_lag_p99_s: float | None = None  # how late the client event loop ran (the latest worker)
+    steal_share: float | None = None  # of the client cores' time, taken by the hypervisor
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -69,7 +74,8 @@ def assess(ok: Sequence[RequestRecord], duration_s: float | None,
 
 
 def assess_of(acc: PointAccumulator, duration_s: float | None,
-              client_cpu_s: float | None, loop_lag_p99_s: float | None = None) -> Fidelity:
+              client_cpu_s: float | None, loop_lag_p99_s: float | None = None,
+              steal_share: float | None = None) -> Fidelity:
     """Fidelity figures of an accumulated load point (its successful records)."""
     util = None
     if client_cpu_s is not None and duration_s:
@@ -83,6 +89,9 @@ def assess_of(acc: PointAccumulator, duration_s: float | None,
     if (loop_lag_p99_s is not None and loop_lag_p99_s > LOOP_LAG_BOUND_S
             and util is not None and util >= LOOP_LAG_MIN_CPU):
         reasons.append(f"event loop p99 {loop_lag_p99_s * 1000:.1f} ms late (reads may merge)")
+    if steal_share is not None and steal_share >= STEAL_BOUND:
+        reasons.append(f"the hypervisor took {steal_share:.0%} of the client cores' time "
+                       "(steal: its pauses count as latency)")
     return Fidelity(
         schedule_lag_s=lag_d,
         ttft_from_intended_s=acc.sketch("ttft_intended").distribution(),
@@ -95,4 +104,5 @@ def assess_of(acc: PointAccumulator, duration_s: float | None,
         client_bound=bool(reasons),
         client_bound_reasons=reasons,
         loop_lag_p99_s=loop_lag_p99_s,
+        steal_share=steal_share,
     )

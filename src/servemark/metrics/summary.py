@@ -123,6 +123,7 @@ def summary_of(
     *,
     num_gpus: int | None = None,
     loop_lag_p99_s: float | None = None,
+    steal_share: float | None = None,
 ) -> PointSummary:
     """The summary of an accumulated load point (records folded in as they completed)."""
     duration = acc.duration_s
@@ -151,7 +152,7 @@ def summary_of(
         errors_by_kind=dict(acc.errors),
         token_sources=dict(acc.token_sources),
         input_len_mismatches=acc.input_len_mismatches,
-        fidelity=assess_of(acc, duration, client_cpu_s, loop_lag_p99_s),
+        fidelity=assess_of(acc, duration, client_cpu_s, loop_lag_p99_s, steal_share),
         num_gpus=num_gpus,
         input_tokens_per_s_per_gpu=_per_gpu(input_rate, num_gpus),
         output_tokens_per_s_per_gpu=_per_gpu(output_rate, num_gpus),
