@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from servemark.client.bulk import AVAILABLE, decode_joined
+from servemark.client.bulk import AVAILABLE, decode_joined, decode_one
 from servemark.client.fasthttp import _dechunk_whole
 from servemark.client.openai import MalformedResponse, parse_event
 from servemark.client.sse import JOIN, SSEParser
@@ -129,3 +129,31 @@ def test_bulk_agrees_with_per_event_whenever_it_answers(events: list[bytes], don
     got = bulk(events)
     if got is not None:
         assert got == per_event(events)
+
+
+@settings(max_examples=300, deadline=timedelta(milliseconds=500))
+@given(event)
+def test_decode_one_agrees_with_per_event_whenever_it_answers(data: bytes) -> None:
+    """The paced hot path (one event per read) gives the per-event answer or declines; it
+    declines errors (those take the per-event path, which words them)."""
+    got = decode_one(data)
+    if got is not None:
+        ref = per_event([data])
+        assert ref not in ("malformed", "error"), (data, got)
+        assert isinstance(ref, tuple)
+        texts, fin, use, _ = ref
+        text, fin1, use1 = got
+        # the feeder keeps a finish reason or usage only when truthy, as per_event does
+        assert ([text] if text else []) == texts and (fin1 or None) == fin
+        assert (use1 or None) == use
+
+
+@pytest.mark.parametrize("data", [
+    b'{"error": {"message": "boom"}}',
+    b'{"object": "error", "message": "bad"}',
+    b'{"choices": [{"message": {"content": "x"}}]}',
+    b'{"choices": [{"delta": {}, "message": {"content": "x"}}]}',
+    b'{"error": null, "choices": [{"text": "a"}]}',
+])
+def test_decode_one_declines_errors_and_message_shapes(data: bytes) -> None:
+    assert decode_one(data) is None

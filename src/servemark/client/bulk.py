@@ -40,10 +40,14 @@ if msgspec is not None:
         text: str | None | UnsetType = UNSET
         delta: _Delta | None = None
         finish_reason: str | None = None
+        message: msgspec.Raw | UnsetType = UNSET  # the non-streaming shape: per-event path
 
     class _Chunk(msgspec.Struct, gc=False):
         choices: list[_Choice] | None = None
         usage: dict[str, Any] | None = None
+        # errors take the per-event path (it words them); Raw: present or not, never built
+        error: msgspec.Raw | UnsetType = UNSET
+        object: str | None = None
 
     _decode = msgspec.json.Decoder(list[_Chunk]).decode
     _decode_one = msgspec.json.Decoder(_Chunk).decode
@@ -69,14 +73,24 @@ def _delta_text(d: _Delta | None) -> str:
     return t
 
 
+def _plain(c: _Chunk) -> bool:
+    """Not an error and not the ``message`` shape (those take the per-event path)."""
+    if c.error is not UNSET or c.object == "error":
+        return False
+    ch = c.choices
+    return not ch or ch[0].message is UNSET
+
+
 def decode_one(payload: bytes) -> tuple[str, str | None, dict[str, Any] | None] | None:
     """One event's (text, finish_reason, usage) — the paced hot path, one network read per
     event. None: decode it with the per-event path (errors, [DONE], unusual shapes)."""
-    if not AVAILABLE or b'"error"' in payload or b'"message"' in payload:
+    if not AVAILABLE:
         return None
     try:
         c = _decode_one(payload)
     except _Errors:
+        return None
+    if not _plain(c):
         return None
     u = c.usage
     if u and not _count_ok(u):
@@ -105,11 +119,6 @@ def decode_joined(payloads: bytes, n: int) -> Bulk | None:
         payloads = payloads[: -len(_DONE_TAIL)]
         n -= 1
         done = True
-    # Errors ("error" key or "object": "error") and "message" in place of "delta" take the
-    # per-event path. A quote inside a JSON string is escaped, so text cannot trigger this;
-    # an unrelated "error" or "message" key only costs the slower path.
-    if b'"error"' in payloads or b'"message"' in payloads:
-        return None
     try:
         if n == 1:  # a paced stream's usual read: no array to build
             chunks = [_decode_one(payloads)]
@@ -124,6 +133,8 @@ def decode_joined(payloads: bytes, n: int) -> Bulk | None:
     finish = None
     usage = None
     for c in chunks:
+        if not _plain(c):
+            return None
         u = c.usage
         if u:
             if not _count_ok(u):
