@@ -131,8 +131,7 @@ def main() -> None:
           f"{'client CPU':>10} {'stub CPU':>8} {'steal':>5}")
     for c in (int(x) for x in args.concurrency.split(",")):
         f = measure(c, args.ttft, args.itl, args.output_len, args.rounds, stub_cpu, args.engine)
-        util = "–" if f.client_cpu_util is None else f"{f.client_cpu_util:.0%}"
-        sutil = "–" if f.stub_cpu_util is None else f"{f.stub_cpu_util:.0%}"
+        util, sutil = _share(f.client_cpu_util), _share(f.stub_cpu_util)
         late = (f"{_ms(f.stub_first_late_s)}/{_ms(f.stub_next_late_s)} "
                 f"({_ms(f.stub_first_late_max_s, False)}/{_ms(f.stub_next_late_max_s, False)})")
         print(f"{c:>7} {_ms(f.ttft_error_s):>11} {_ms(f.ttft_error_measured_s):>11} "

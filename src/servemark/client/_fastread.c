@@ -10,7 +10,8 @@
  * stream's usual read is one; a client that fell behind gets several) straight to the armed
  * event callback, one call per event. What is left of the read — [DONE], the last chunk, a
  * partial chunk, any other shape — goes to the slow callback unchanged, where the Python
- * transport handles it as before; end of stream and errors go to the closed callback. Semantics match servemark.client.fasthttp._SockConn._readable.
+ * transport handles it as before; end of stream and errors go to the closed callback.
+ * Semantics match servemark.client.fasthttp._SockConn._readable.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -107,14 +108,6 @@ chunk_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len,
     return 1;
 }
 
-/* Exactly one such chunk and nothing after it. */
-static int
-one_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len)
-{
-    Py_ssize_t used;
-    return chunk_event(data, n, start, len, &used) && used == n;
-}
-
 /* Hand one event to the armed callback; what it raises goes to the error callback. Returns
  * what the callback (or the error callback) returned, NULL with an exception set on failure. */
 static PyObject *
@@ -196,18 +189,19 @@ Reader_call(Reader *self, PyObject *args, PyObject *kwargs)
     while (pos < n && self->event != Py_None && PyByteArray_GET_SIZE(self->buf) == 0
             && chunk_event(rbuf + pos, n - pos, &x, &xn, &used)) {
         PyObject *event = Py_NewRef(self->event);
-        PyObject *res = call_event(event, self->error, x, xn, arrival);
+        PyObject *r = call_event(event, self->error, x, xn, arrival);
         Py_DECREF(event);
-        if (res == NULL) {
+        if (r == NULL) {
             Py_DECREF(arrival);
             return NULL;
         }
-        Py_DECREF(res);
+        Py_DECREF(r);
         pos += used;
     }
-    PyObject *res = Py_NewRef(Py_None);
-    if (pos < n) {
-        Py_DECREF(res);
+    PyObject *res;
+    if (pos == n) {
+        res = Py_NewRef(Py_None);
+    } else {
         PyObject *data = PyBytes_FromStringAndSize(rbuf + pos, n - pos);
         if (data == NULL) {
             Py_DECREF(arrival);
@@ -323,18 +317,6 @@ static PyTypeObject ReaderType = {
 };
 
 static PyObject *
-py_one_event(PyObject *mod, PyObject *arg)
-{
-    char *data;
-    Py_ssize_t n;
-    if (PyBytes_AsStringAndSize(arg, &data, &n) < 0) return NULL;
-    const char *x;
-    Py_ssize_t xn;
-    if (!one_event(data, n, &x, &xn)) Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize(x, xn);
-}
-
-static PyObject *
 py_split_events(PyObject *mod, PyObject *arg)
 {
     char *data;
@@ -360,10 +342,8 @@ py_split_events(PyObject *mod, PyObject *arg)
 static PyMethodDef methods[] = {
     {"split_events", py_split_events, METH_O,
      "(payloads, used): the leading whole chunks that each hold one SSE 'data: X' event, as "
-     "the armed Reader hands them to its event callback, and how many bytes they take."},
-    {"one_event", py_one_event, METH_O,
-     "The payload X when the bytes are exactly one HTTP chunk holding one SSE 'data: X' event "
-     "(the Reader's fast-path test, exposed for tests); else None."},
+     "the armed Reader hands them to its event callback, and how many bytes they take (the "
+     "Reader's fast-path test, exposed for tests)."},
     {NULL, NULL, 0, NULL}
 };
 

@@ -144,8 +144,7 @@ class _SockConn:
         """While nothing is buffered, hand every leading whole HTTP chunk of a read that holds
         one single-line SSE ``data: X`` event (X not ``[DONE]``) to ``event(X, arrival)``, one
         call each, bypassing the sink, which gets the rest of the read; what ``event`` raises
-        goes to ``error``. None disarms. False: no C reader
-        here, so nothing is armed."""
+        goes to ``error``. None disarms. False: no C reader here, so nothing is armed."""
         if self._reader is None:
             return False
         self._reader.arm(event, error)
