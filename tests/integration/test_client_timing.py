@@ -107,15 +107,19 @@ def paced_record(base_url: str, chunks: int) -> tuple[object, int, int]:
 
 
 def test_c_reader_gives_the_python_readers_record(stub_server, monkeypatch) -> None:
-    """Paced chunks (each its own read) through the C reader's one-event path and through the
-    Python reader: the same tokens, text and usage, and TTFT/ITL of the same truth; the C
-    reader bypasses the Python per-read framing for nearly every chunk."""
+    """Paced chunks (each its own read) through the C reader's one-event path, through the pump
+    thread and through the Python reader: the same tokens, text and usage, and TTFT/ITL of the
+    same truth; the C reader bypasses the Python per-read framing for nearly every chunk."""
     stub = stub_server("--ttft", "0.02", "--itl", "0.004")
     chunks = 40
+    monkeypatch.setenv("SERVEMARK_PUMP", "0")  # bodies read on the event loop
     fast, fast_calls, fast_replayed = paced_record(stub.base_url, chunks)
+    monkeypatch.setenv("SERVEMARK_PUMP", "1")  # ... and by the pump thread
+    pumped, _, _ = paced_record(stub.base_url, chunks)
     monkeypatch.setenv("SERVEMARK_FAST_READS", "0")
+    monkeypatch.setenv("SERVEMARK_PUMP", "0")
     slow, slow_calls, _ = paced_record(stub.base_url, chunks)
-    for rec in (fast, slow):
+    for rec in (fast, pumped, slow):
         assert rec.ok, rec.error
         assert len(rec.chunk_times_s) == chunks and rec.output_tokens == chunks
         assert rec.finish_reason == "length" and rec.token_source == "usage"
@@ -123,6 +127,7 @@ def test_c_reader_gives_the_python_readers_record(stub_server, monkeypatch) -> N
         times = rec.chunk_times_s
         assert 0.0035 < (times[-1] - times[0]) / (len(times) - 1) < 0.0045  # mean ITL
     assert (fast.output_chars, fast.input_tokens) == (slow.output_chars, slow.input_tokens)
+    assert (pumped.output_chars, pumped.input_tokens) == (slow.output_chars, slow.input_tokens)
     assert slow_calls >= chunks - 2  # the Python path frames every paced read itself
     # the C path: only the reads buffered before the push (the first, with the head) and the end
     assert fast_calls <= fast_replayed + 1, (fast_calls, fast_replayed)

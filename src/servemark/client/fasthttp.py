@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from servemark.client.kernelstamp import to_perf
+from servemark.client.pump import PROTO_ERR, PumpHub, pump_enabled
 
 try:  # the per-read hot path in C (setup.py builds it where a compiler is; else Python reads)
     from servemark.client import _fastread
@@ -115,7 +116,7 @@ class _SockConn:
     measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
 
     __slots__ = ("_out", "_reader", "arrival", "buf", "closed", "exc", "fd", "last", "loop",
-                 "reads", "sink", "sock", "waiter")
+                 "reads", "release", "sink", "sock", "waiter")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
         self.loop = loop
@@ -131,6 +132,7 @@ class _SockConn:
         self.sink: Sink | None = None
         self.last = 0.0
         self._out = b""
+        self.release: Callable[[], None] | None = None  # takes the socket back from the pump
         self._reader = None
         if _fastread is not None and fast_reads_enabled():
             # the same as _readable, in C; one-event reads go to the armed event callback
@@ -149,6 +151,15 @@ class _SockConn:
             return False
         self._reader.arm(event, error)
         return True
+
+    def detach(self) -> None:
+        """Stop reading on the event loop (the body-reader thread reads it meanwhile)."""
+        self.loop.remove_reader(self.fd)
+
+    def attach(self) -> None:
+        """Read on the event loop again."""
+        if not self.closed and self.fd >= 0:
+            self.loop.add_reader(self.fd, self._reader or self._readable)
 
     def _closed_errno(self, errno: int) -> None:
         self._wake_closed(OSError(errno, os.strerror(errno)) if errno else None)
@@ -230,6 +241,8 @@ class _SockConn:
         await _wait(self, timeout)
 
     def close(self) -> None:
+        if self.release is not None:  # never close a socket the pump thread may be reading
+            self.release()
         if self.fd >= 0:
             self.loop.remove_reader(self.fd)
             if self._out:
@@ -361,11 +374,13 @@ def _whole_chunk(data: bytes) -> bytes | None:
 class _Response:
     """One response on one connection; the body is consumed incrementally."""
 
-    __slots__ = ("_chunked", "_conn", "_deadline", "_done", "_keep_alive", "_read_timeout",
-                 "_remaining", "headers", "status")
+    __slots__ = ("_chunked", "_conn", "_deadline", "_done", "_hub", "_keep_alive",
+                 "_read_timeout", "_remaining", "headers", "status")
 
-    def __init__(self, conn: Conn, read_timeout: float | None, deadline: float | None) -> None:
+    def __init__(self, conn: Conn, read_timeout: float | None, deadline: float | None,
+                 hub: PumpHub | None = None) -> None:
         self._conn = conn
+        self._hub = hub if isinstance(conn, _SockConn) else None
         self._read_timeout = read_timeout
         self._deadline = deadline
         self.status = 0
@@ -518,7 +533,8 @@ class _Response:
         return self._chunked and not self._done
 
     async def push(self, consumer: Callable[[bytes, float | None], None],
-                   event: EventSink | None = None) -> None:
+                   event: EventSink | None = None,
+                   first: Callable[[], bool] | None = None) -> None:
         """Read the rest of a chunked body by callbacks: after every network read the connection
         de-chunks what arrived and hands it to ``consumer(payload, arrival)`` at once, inside the
         event loop's read callback. Why: no future, task wake-up or timer per read (the coroutine
@@ -527,7 +543,10 @@ class _Response:
         ``event``: where the connection has a C reader, the whole chunks at the front of a read
         that each hold one single-line SSE ``data: X`` event go to ``event(X, arrival)``
         instead, one call each with no Python in between (``consumer`` gets the rest); ``event``
-        must give the same result as ``consumer`` on those bytes."""
+        must give the same result as ``consumer`` on those bytes. Where the transport has a
+        body-reader thread (:mod:`servemark.client.pump`) it reads the body instead, and
+        ``consumer`` gets its reads (each with its own arrival) when the body ends, or read by
+        read while ``first`` (given) returns False — a first-token timeout needs to know."""
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
@@ -572,6 +591,39 @@ class _Response:
 
         read_timeout, deadline = self._read_timeout, self._deadline
         handle: asyncio.TimerHandle | None = None
+        hub, slot = self._hub, -1
+
+        def pumped(final: bool = False) -> None:  # the thread has reads (or the body ended)
+            assert hub is not None and isinstance(conn, _SockConn)
+            reads, finished, err, eof, extra, last, arrival = hub.take(slot)
+            conn.last = last
+            if arrival is not None:
+                conn.arrival = arrival
+            if done.done() and not final:
+                return
+            try:
+                for data, at in reads:
+                    consumer(data, at)
+                if final:  # cancelled: what was read still counts, nothing else matters
+                    return
+                if first is not None and first():
+                    hub.quiet(slot)
+                if not finished:
+                    return
+                buf.extend(extra)
+                if err == PROTO_ERR:
+                    raise HttpProtocolError("bad chunked framing in the response body")
+                if err or eof:
+                    conn._wake_closed(OSError(err, os.strerror(err)) if err else None)
+                    raise ConnectionResetError(
+                        "server closed the connection mid-response") from conn.exc
+                self._done = True
+                stop()
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
+                stop(exc)
+
+        def idle_since() -> float:
+            return hub.last(slot) if hub is not None and slot >= 0 else conn.last
 
         def check() -> None:  # one timer per response, re-armed only when it fires
             nonlocal handle
@@ -584,7 +636,7 @@ class _Response:
                     stop(TimeoutError("request exceeded its total timeout"))
                     return
             if read_timeout is not None:
-                idle = time.perf_counter() - conn.last
+                idle = time.perf_counter() - idle_since()
                 if idle >= read_timeout:
                     stop(TimeoutError("no data from the server within the read timeout"))
                     return
@@ -600,11 +652,29 @@ class _Response:
             for data, arrival in conn.take_reads():
                 on_data(data, arrival)
             on_data(None, conn.arrival)
-            if sock is not None and not done.done():
+            if hub is not None and not done.done() and not hub.closed:
+                assert isinstance(conn, _SockConn)
+                conn.sink = None
+                pending = bytes(buf)
+                buf.clear()
+                conn.detach()
+                eager = first is not None and not first()
+                slot = hub.add(conn.fd, pending, conn.arrival or time.perf_counter(), eager,
+                               pumped)
+                conn.release = lambda: hub.remove(slot)
+            elif sock is not None and not done.done():
                 armed = sock.arm(event, stop)
             check()
             await done
         finally:
+            if slot >= 0 and isinstance(conn, _SockConn):
+                assert hub is not None
+                if done.cancelled() or not done.done():  # Ctrl-C, a first-token timeout:
+                    with contextlib.suppress(Exception):  # what was read still counts
+                        pumped(final=True)
+                hub.remove(slot)
+                conn.release = None
+                conn.attach()
             if armed and sock is not None:
                 sock.arm(None)
             conn.sink = None
@@ -633,6 +703,20 @@ class FastTransport:
         self._max = max_connections
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]],
                           tuple[tuple[str, str, int], bytes]] = {}
+        self._pump = pump_enabled() and self._kernel_ts
+        self._hub: PumpHub | None = None
+
+    def _hub_here(self) -> PumpHub | None:
+        """The body-reader thread of the running loop (started at the first body it reads)."""
+        if not self._pump:
+            return None
+        loop = asyncio.get_running_loop()
+        if self._hub is None or self._hub.loop is not loop or self._hub.closed:
+            if self._hub is not None:  # a transport used on a second loop: the old one is gone
+                with contextlib.suppress(Exception):
+                    self._hub.close()
+            self._hub = PumpHub(loop)
+        return self._hub
 
     async def _connect(self, scheme: str, host: str, port: int) -> Conn:
         if scheme == "http" and self._kernel_ts:
@@ -727,7 +811,8 @@ class FastTransport:
             if conn is None:
                 conn = await self._connect(scheme, host, port)
             conn.write(wire)
-            resp = _Response(conn, t.read, deadline)
+            resp = _Response(conn, t.read, deadline,
+                             self._hub_here() if isinstance(conn, _SockConn) else None)
             try:
                 await resp.read_head()
             except ConnectionResetError:
@@ -757,3 +842,6 @@ class FastTransport:
             conn.close()
         self._all.clear()
         self._idle.clear()
+        if self._hub is not None:
+            self._hub.close()
+            self._hub = None

@@ -189,14 +189,17 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
 
 
 async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
-                       clock: Clock, on_first: Callable[[], None]) -> None:
+                       clock: Clock, on_first: Callable[[], None], watch_first: bool) -> None:
     """Read an SSE response into ``times`` (one entry per content chunk) and ``out``: pushed
     read by read from the transport's read callback where it can (no coroutine wake-up per
-    read), else by iterating its chunks. Every event of one read shares its arrival time."""
+    read), else by iterating its chunks. Every event of one read shares its arrival time.
+    ``watch_first``: ``on_first`` must run as soon as the first token is read (a first-token
+    timeout waits for it), not when a body-reader thread hands the whole body over."""
     stamped = clock is time.perf_counter and hasattr(resp, "arrival")
     feed, feed_event, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
     if getattr(resp, "can_push", False):
-        await resp.push(feed, feed_event)  # type: ignore[attr-defined]
+        first = (lambda: bool(times)) if watch_first else None
+        await resp.push(feed, feed_event, first)  # type: ignore[attr-defined]
     else:
         arrival = None
         async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
@@ -281,7 +284,8 @@ async def execute(
                                 rec.error_kind = "http_status"
                                 rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
                         elif opts.stream:
-                            await _read_stream(resp, times, out, start, clock, got_first_token)
+                            await _read_stream(resp, times, out, start, clock, got_first_token,
+                                               first_token is not None)
                             if out.error:
                                 rec.error_kind, rec.error = "server_error", out.error
                             elif not out.done:
