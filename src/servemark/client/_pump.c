@@ -27,6 +27,7 @@
 
 #define READ_SIZE 65536
 #define REFRESH_S 0.1
+#define POLL_S 0.0005       /* the least time between two looks at the sockets (see run) */
 #define DRAIN_AT (1 << 20)  /* body bytes held before the Python side is asked to take them */
 #define STOP_KEY UINT64_MAX
 #define PROTO_ERR (-1)      /* err: bad chunked framing */
@@ -293,6 +294,7 @@ run(void *arg)
             if (errno == EINTR) continue;
             return NULL;
         }
+        double began = ts_of(CLOCK_MONOTONIC);
         int notify = 0;
         pthread_mutex_lock(&p->lock);
         for (int i = 0; i < n; i++) {
@@ -315,6 +317,14 @@ run(void *arg)
             uint64_t one = 1;
             ssize_t w = write(p->efd, &one, sizeof(one));
             (void)w;
+        }
+        /* Wait out the rest of POLL_S before looking again: the reads that come meanwhile are
+         * taken in one pass (one wake-up of this thread and of the event loop for many), and
+         * a chunk still keeps its own stamp unless the next one on its socket comes sooner. */
+        double left = POLL_S - (ts_of(CLOCK_MONOTONIC) - began);
+        if (left > 0) {
+            struct timespec nap = {0, (long)(left * 1e9)};
+            nanosleep(&nap, NULL);
         }
     }
 }
@@ -484,8 +494,57 @@ stream_of(Pump *self, PyObject *arg, size_t *slot)
     return &self->streams[*slot];
 }
 
-/* take(slot) -> (reads, finished, err, eof, extra, last, arrival): the reads recorded since the
- * last take as (payload, arrival) pairs, and the stream's state. */
+/* Whether a read's payload is exactly one single-line SSE event "data: X\n\n" (X not [DONE],
+ * no CR or LF in it): a paced stream's usual read. */
+static int
+one_event(const char *p, size_t n)
+{
+    if (n < 8 || memcmp(p, "data: ", 6) != 0 || p[n - 2] != '\n' || p[n - 1] != '\n') return 0;
+    const char *x = p + 6;
+    size_t xn = n - 8;
+    if (memchr(x, '\n', xn) || memchr(x, '\r', xn)) return 0;
+    return !(xn == 6 && memcmp(x, "[DONE]", 6) == 0);
+}
+
+/* (reads, finished, err, eof, extra, last, arrival) of a stream, the lock held: the reads
+ * recorded since the last take as (data, arrival, event) triples — event true: data is the X
+ * of a read that was one "data: X" event (see one_event), else the read's payload — and its
+ * state; the reads and the extra bytes are handed over (every body byte belongs to a read). */
+static PyObject *
+taken_of(Stream *s)
+{
+    PyObject *reads = PyList_New((Py_ssize_t)s->nreads);
+    PyObject *extra = PyBytes_FromStringAndSize(s->extra ? s->extra : "", (Py_ssize_t)s->elen);
+    PyObject *arrival = s->has_arrival ? PyFloat_FromDouble(s->arrival) : Py_NewRef(Py_None);
+    if (reads == NULL || extra == NULL || arrival == NULL) goto fail;
+    size_t from = 0;
+    for (size_t i = 0; i < s->nreads; i++) {
+        Read *r = &s->reads[i];
+        const char *d = s->body + from;
+        size_t n = r->end - from;
+        int ev = one_event(d, n);
+        PyObject *pair = ev ? Py_BuildValue("(y#dO)", d + 6, (Py_ssize_t)(n - 8), r->arrival,
+                                            Py_True)
+                            : Py_BuildValue("(y#dO)", d, (Py_ssize_t)n, r->arrival, Py_False);
+        if (pair == NULL) goto fail;
+        PyList_SET_ITEM(reads, (Py_ssize_t)i, pair);
+        from = r->end;
+    }
+    s->blen = 0;
+    s->nreads = 0;
+    free(s->extra);
+    s->extra = NULL;
+    s->elen = 0;
+    return Py_BuildValue("(NiiiNdN)", reads, s->finished, s->err, s->eof, extra, s->last,
+                         arrival);
+fail:
+    Py_XDECREF(reads);
+    Py_XDECREF(extra);
+    Py_XDECREF(arrival);
+    return NULL;
+}
+
+/* take(slot) -> (reads, finished, err, eof, extra, last, arrival), see taken_of. */
 static PyObject *
 Pump_take(Pump *self, PyObject *arg)
 {
@@ -493,46 +552,9 @@ Pump_take(Pump *self, PyObject *arg)
     pthread_mutex_lock(&self->lock);
     size_t slot;
     Stream *s = stream_of(self, arg, &slot);
-    if (s == NULL) {
-        pthread_mutex_unlock(&self->lock);
-        return NULL;
-    }
-    PyObject *reads = PyList_New((Py_ssize_t)s->nreads);
-    PyObject *extra = PyBytes_FromStringAndSize(s->extra ? s->extra : "", (Py_ssize_t)s->elen);
-    if (reads == NULL || extra == NULL) goto fail;
-    size_t from = 0;
-    for (size_t i = 0; i < s->nreads; i++) {
-        Read *r = &s->reads[i];
-        PyObject *pair = Py_BuildValue("(y#d)", s->body + from, (Py_ssize_t)(r->end - from),
-                                       r->arrival);
-        if (pair == NULL) goto fail;
-        PyList_SET_ITEM(reads, (Py_ssize_t)i, pair);
-        from = r->end;
-    }
-    /* every body byte belongs to a recorded read, so both start over */
-    s->blen = 0;
-    s->nreads = 0;
-    free(s->extra);
-    s->extra = NULL;
-    s->elen = 0;
-    PyObject *res = Py_BuildValue("(NiiiNdO)", reads, s->finished, s->err, s->eof, extra,
-                                  s->last, Py_None);
-    if (res != NULL && s->has_arrival) {
-        PyObject *a = PyFloat_FromDouble(s->arrival);
-        if (a == NULL) {
-            Py_DECREF(res);
-            res = NULL;
-        } else {
-            PyTuple_SetItem(res, 6, a);  /* steals a; drops the None */
-        }
-    }
+    PyObject *res = s ? taken_of(s) : NULL;
     pthread_mutex_unlock(&self->lock);
     return res;
-fail:
-    Py_XDECREF(reads);
-    Py_XDECREF(extra);
-    pthread_mutex_unlock(&self->lock);
-    return NULL;
 }
 
 static PyObject *
@@ -545,19 +567,6 @@ Pump_last(Pump *self, PyObject *arg)
     double last = s ? s->last : 0.0;
     pthread_mutex_unlock(&self->lock);
     return s ? PyFloat_FromDouble(last) : NULL;
-}
-
-static PyObject *
-Pump_quiet(Pump *self, PyObject *arg)
-{
-    if (!self->started) return not_running();
-    pthread_mutex_lock(&self->lock);
-    size_t slot;
-    Stream *s = stream_of(self, arg, &slot);
-    if (s) s->eager = 0;
-    pthread_mutex_unlock(&self->lock);
-    if (s == NULL) return NULL;
-    Py_RETURN_NONE;
 }
 
 /* remove(slot): the socket goes back to its owner; whatever was not taken is dropped. */
@@ -612,6 +621,44 @@ Pump_ready(Pump *self, PyObject *noargs)
     return out;
 }
 
+/* drain() -> [(slot, reads, finished, err, eof, extra, last, arrival)]: what ready() and a
+ * take() of each would give, in one call (one GIL-held pass per wake-up of the event loop). */
+static PyObject *
+Pump_drain(Pump *self, PyObject *noargs)
+{
+    if (!self->started) return not_running();
+    uint64_t count;
+    ssize_t r = read(self->efd, &count, sizeof(count));
+    (void)r;
+    pthread_mutex_lock(&self->lock);
+    PyObject *out = PyList_New((Py_ssize_t)self->qlen);
+    size_t i = 0;
+    for (; out != NULL && i < self->qlen; i++) {
+        uint32_t slot = self->queue[i];
+        Stream *s = &self->streams[slot];
+        s->queued = 0;
+        PyObject *t = taken_of(s);
+        PyObject *entry = t ? PyTuple_New(8) : NULL;
+        PyObject *key = entry ? PyLong_FromUnsignedLong(slot) : NULL;
+        if (key == NULL) {
+            Py_XDECREF(t);
+            Py_XDECREF(entry);
+            Py_CLEAR(out);
+            break;
+        }
+        PyTuple_SET_ITEM(entry, 0, key);
+        for (Py_ssize_t k = 0; k < 7; k++)
+            PyTuple_SET_ITEM(entry, k + 1, Py_NewRef(PyTuple_GET_ITEM(t, k)));
+        Py_DECREF(t);
+        PyList_SET_ITEM(out, (Py_ssize_t)i, entry);
+    }
+    /* what was not handed over (an error part-way) stays queued for the next call */
+    memmove(self->queue, self->queue + i, (self->qlen - i) * sizeof(uint32_t));
+    self->qlen -= i;
+    pthread_mutex_unlock(&self->lock);
+    return out;
+}
+
 static PyObject *
 Pump_fileno(Pump *self, PyObject *noargs)
 {
@@ -633,9 +680,10 @@ static PyMethodDef Pump_methods[] = {
     {"take", (PyCFunction)Pump_take, METH_O,
      "take(slot) -> (reads, finished, err, eof, extra, last, arrival)"},
     {"last", (PyCFunction)Pump_last, METH_O, "last(slot) -> perf_counter time of its last read"},
-    {"quiet", (PyCFunction)Pump_quiet, METH_O, "quiet(slot): tell only of the end from now on"},
     {"remove", (PyCFunction)Pump_remove, METH_O, "remove(slot): hand the socket back"},
     {"ready", (PyCFunction)Pump_ready, METH_NOARGS, "ready() -> slots with something to take"},
+    {"drain", (PyCFunction)Pump_drain, METH_NOARGS,
+     "drain() -> [(slot, reads, finished, err, eof, extra, last, arrival)] of every ready slot"},
     {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd readable when ready()"},
     {"close", (PyCFunction)Pump_close, METH_NOARGS, "stop the thread and drop every stream"},
     {NULL}

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from servemark.client.kernelstamp import to_perf
-from servemark.client.pump import PROTO_ERR, PumpHub, pump_enabled
+from servemark.client.pump import PROTO_ERR, PumpHub, Taken, pump_enabled
 
 try:  # the per-read hot path in C (setup.py builds it where a compiler is; else Python reads)
     from servemark.client import _fastread
@@ -533,8 +533,7 @@ class _Response:
         return self._chunked and not self._done
 
     async def push(self, consumer: Callable[[bytes, float | None], None],
-                   event: EventSink | None = None,
-                   first: Callable[[], bool] | None = None) -> None:
+                   event: EventSink | None = None) -> None:
         """Read the rest of a chunked body by callbacks: after every network read the connection
         de-chunks what arrived and hands it to ``consumer(payload, arrival)`` at once, inside the
         event loop's read callback. Why: no future, task wake-up or timer per read (the coroutine
@@ -545,8 +544,7 @@ class _Response:
         instead, one call each with no Python in between (``consumer`` gets the rest); ``event``
         must give the same result as ``consumer`` on those bytes. Where the transport has a
         body-reader thread (:mod:`servemark.client.pump`) it reads the body instead, and
-        ``consumer`` gets its reads (each with its own arrival) when the body ends, or read by
-        read while ``first`` (given) returns False — a first-token timeout needs to know."""
+        ``consumer`` gets its reads, each with its own arrival, a batch at a time."""
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
@@ -593,21 +591,24 @@ class _Response:
         handle: asyncio.TimerHandle | None = None
         hub, slot = self._hub, -1
 
-        def pumped(final: bool = False) -> None:  # the thread has reads (or the body ended)
-            assert hub is not None and isinstance(conn, _SockConn)
-            reads, finished, err, eof, extra, last, arrival = hub.take(slot)
+        def pumped(taken: Taken, final: bool = False) -> None:  # the thread's reads, or the end
+            assert isinstance(conn, _SockConn)
+            _, reads, finished, err, eof, extra, last, arrival = taken
             conn.last = last
             if arrival is not None:
                 conn.arrival = arrival
             if done.done() and not final:
                 return
             try:
-                for data, at in reads:
-                    consumer(data, at)
+                for data, at, one in reads:
+                    if one and event is not None:
+                        event(data, at)
+                    elif one:
+                        consumer(b"data: " + data + b"\n\n", at)
+                    else:
+                        consumer(data, at)
                 if final:  # cancelled: what was read still counts, nothing else matters
                     return
-                if first is not None and first():
-                    hub.quiet(slot)
                 if not finished:
                     return
                 buf.extend(extra)
@@ -658,9 +659,7 @@ class _Response:
                 pending = bytes(buf)
                 buf.clear()
                 conn.detach()
-                eager = first is not None and not first()
-                slot = hub.add(conn.fd, pending, conn.arrival or time.perf_counter(), eager,
-                               pumped)
+                slot = hub.add(conn.fd, pending, conn.arrival or time.perf_counter(), pumped)
                 conn.release = lambda: hub.remove(slot)
             elif sock is not None and not done.done():
                 armed = sock.arm(event, stop)
@@ -671,7 +670,7 @@ class _Response:
                 assert hub is not None
                 if done.cancelled() or not done.done():  # Ctrl-C, a first-token timeout:
                     with contextlib.suppress(Exception):  # what was read still counts
-                        pumped(final=True)
+                        pumped(hub.take(slot), final=True)
                 hub.remove(slot)
                 conn.release = None
                 conn.attach()

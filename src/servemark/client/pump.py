@@ -18,16 +18,19 @@ except ImportError:  # pragma: no cover - built by every install on Linux with a
     _pump = None  # type: ignore[assignment]
 
 PROTO_ERR = -1 if _pump is None else _pump.PROTO_ERR
-# (reads as (payload, arrival), finished, errno or PROTO_ERR or 0, eof, bytes after the body,
-#  time of the last read, arrival of the last read or None)
-Taken = tuple[list[tuple[bytes, float]], int, int, int, bytes, float, float | None]
+# (slot, reads as (data, arrival, event: data is the X of a read that was one "data: X" SSE
+#  event, else the read's payload), finished, errno or PROTO_ERR or 0, eof, bytes after the
+#  body, time of the last read, arrival of the last read or None)
+Taken = tuple[int, list[tuple[bytes, float, bool]], int, int, int, bytes, float, float | None]
 
 
 def pump_enabled() -> bool:
     """Whether chunked bodies of plain-TCP connections are read by the thread (where it was
-    built); SERVEMARK_PUMP=0 reads them on the event loop instead (same records: tests run
-    both)."""
-    return _pump is not None and os.environ.get("SERVEMARK_PUMP", "1") != "0"
+    built): SERVEMARK_PUMP=1. Off by default: on a 2-core VM with the client pinned to one
+    core it measured no better than the C reader on the loop (README, load generation); the
+    merges that remain there happen before the body starts, on the loop. Same records either
+    way (the tests run both)."""
+    return _pump is not None and os.environ.get("SERVEMARK_PUMP", "0") == "1"
 
 
 class PumpHub:
@@ -39,26 +42,26 @@ class PumpHub:
         self.loop = loop
         self._pump = _pump.Pump()
         self._fd = self._pump.fileno()
-        self._waiting: dict[int, Callable[[], None]] = {}
+        self._waiting: dict[int, Callable[[Taken], None]] = {}
         loop.add_reader(self._fd, self._ready)
         self.closed = False
 
-    def add(self, fd: int, pending: bytes, arrival: float, eager: bool,
-            on_ready: Callable[[], None]) -> int:
+    def add(self, fd: int, pending: bytes, arrival: float,
+            on_ready: Callable[[Taken], None]) -> int:
         """Hand ``fd``'s body to the thread; ``pending``: the start of a chunk already read
-        (at ``arrival``); ``on_ready`` runs on the loop when it ends (every read if ``eager``)."""
-        slot = self._pump.add(fd, pending, arrival, eager)
+        (at ``arrival``); ``on_ready`` gets on the loop what the thread read, batch by batch
+        (the thread looks at most every half millisecond, so one wake-up serves many reads),
+        and the end. Why not only the end: the streams of a closed loop end nearly together,
+        and all their per-chunk work at once would keep the loop from sending for tens of ms."""
+        slot = self._pump.add(fd, pending, arrival, True)
         self._waiting[slot] = on_ready
         return slot
 
     def take(self, slot: int) -> Taken:
-        return self._pump.take(slot)
+        return (slot, *self._pump.take(slot))
 
     def last(self, slot: int) -> float:
         return self._pump.last(slot)
-
-    def quiet(self, slot: int) -> None:
-        self._pump.quiet(slot)
 
     def remove(self, slot: int) -> None:
         """The socket is the event loop's again (no read of it is under way once this returns)."""
@@ -66,10 +69,11 @@ class PumpHub:
             self._pump.remove(slot)
 
     def _ready(self) -> None:
-        for slot in self._pump.ready():
-            callback = self._waiting.get(slot)
+        waiting = self._waiting
+        for taken in self._pump.drain():
+            callback = waiting.get(taken[0])
             if callback is not None:
-                callback()
+                callback(taken)
 
     def close(self) -> None:
         if not self.closed:

@@ -189,17 +189,14 @@ def _stream_feeder(times: list[float], out: _Stream, start: float, clock: Clock,
 
 
 async def _read_stream(resp: object, times: list[float], out: _Stream, start: float,
-                       clock: Clock, on_first: Callable[[], None], watch_first: bool) -> None:
+                       clock: Clock, on_first: Callable[[], None]) -> None:
     """Read an SSE response into ``times`` (one entry per content chunk) and ``out``: pushed
     read by read from the transport's read callback where it can (no coroutine wake-up per
-    read), else by iterating its chunks. Every event of one read shares its arrival time.
-    ``watch_first``: ``on_first`` must run as soon as the first token is read (a first-token
-    timeout waits for it), not when a body-reader thread hands the whole body over."""
+    read), else by iterating its chunks. Every event of one read shares its arrival time."""
     stamped = clock is time.perf_counter and hasattr(resp, "arrival")
     feed, feed_event, parser = _stream_feeder(times, out, start, clock, on_first, stamped)
     if getattr(resp, "can_push", False):
-        first = (lambda: bool(times)) if watch_first else None
-        await resp.push(feed, feed_event, first)  # type: ignore[attr-defined]
+        await resp.push(feed, feed_event)  # type: ignore[attr-defined]
     else:
         arrival = None
         async for chunk in resp.iter_chunks():  # type: ignore[attr-defined]
@@ -284,8 +281,7 @@ async def execute(
                                 rec.error_kind = "http_status"
                                 rec.error = f"HTTP {resp.status}: {error_from_body(body)}"
                         elif opts.stream:
-                            await _read_stream(resp, times, out, start, clock, got_first_token,
-                                               first_token is not None)
+                            await _read_stream(resp, times, out, start, clock, got_first_token)
                             if out.error:
                                 rec.error_kind, rec.error = "server_error", out.error
                             elif not out.done:
@@ -317,10 +313,11 @@ async def execute(
             rec.error = f"no first token within {opts.first_token_timeout_s:g} s"
         else:
             rec.error_kind, rec.error = _classify(exc)
-    # last byte: the kernel's arrival time of the last read when it came after the last content
-    # chunk's read (same clock); else (one read carried everything, or no stamp) now
+    # last byte: the kernel's arrival time of the last read, also when that read brought the last
+    # content chunk too (a body-reader thread hands the end over later than it came); now when
+    # there is no stamp or it is older than the last chunk's time (that chunk was not stamped)
     last = out.last_read
-    if last is None or not times or last <= start + times[-1]:
+    if last is None or not times or last < start + times[-1]:
         last = clock()
     rec.end_s = last - t0
     rec.finish_reason = out.finish
