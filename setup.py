@@ -10,7 +10,9 @@ import sys
 from setuptools import Extension, setup
 
 ext = [Extension("servemark.client._fastread", ["src/servemark/client/_fastread.c"],
+                 depends=["src/servemark/client/_readcommon.h"],
                  optional=True),
        Extension("servemark.client._pump", ["src/servemark/client/_pump.c"],
+                 depends=["src/servemark/client/_readcommon.h"],
                  extra_link_args=["-pthread"], optional=True)] if sys.platform == "linux" else []
 setup(ext_modules=ext)

@@ -20,39 +20,12 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "_readcommon.h"
+
 #define READ_SIZE 65536
-#define REFRESH_S 0.1
 
 static char rbuf[READ_SIZE];   /* one read at a time: callbacks run with the GIL held */
-static double offset = 0.0;   /* CLOCK_REALTIME minus CLOCK_MONOTONIC */
-static double taken_at = -1e300;
-
-static double
-ts_of(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The offset from the tightest of three bracketed readings (a preemption between the two clock
- * reads would otherwise be in it), refreshed every REFRESH_S, as kernelstamp.py does. */
-static void
-refresh_offset(double now)
-{
-    double best_width = 1e300, best = 0.0;
-    for (int i = 0; i < 3; i++) {
-        double a = ts_of(CLOCK_MONOTONIC);
-        double r = ts_of(CLOCK_REALTIME);
-        double b = ts_of(CLOCK_MONOTONIC);
-        if (b - a < best_width) {
-            best_width = b - a;
-            best = r - (a + b) / 2;
-        }
-    }
-    offset = best;
-    taken_at = now;
-}
+static ClockOffset clock_offset = {0.0, -1e300};
 
 typedef struct {
     PyObject_HEAD
@@ -68,45 +41,6 @@ typedef struct {
 } Reader;
 
 static PyObject *str_last, *str_arrival, *str_buf;
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
-
-/* The event's payload (start, length) and the bytes the chunk takes (used) when data[0:n]
- * begins with one whole non-empty HTTP chunk whose payload is one single-line SSE event
- * "data: X\n\n" (no CR anywhere, X is not [DONE]). */
-static int
-chunk_event(const char *data, Py_ssize_t n, const char **start, Py_ssize_t *len,
-            Py_ssize_t *used)
-{
-    Py_ssize_t i = 0, size = 0;
-    while (i < n && i < 8) {
-        int v = hexval(data[i]);
-        if (v < 0) break;
-        size = size * 16 + v;
-        i++;
-    }
-    if (i == 0 || i + 1 >= n || data[i] != '\r' || data[i + 1] != '\n') return 0;
-    i += 2;
-    if (size < 8 || i + size + 2 > n || data[i + size] != '\r' || data[i + size + 1] != '\n')
-        return 0;
-    const char *p = data + i;
-    if (memcmp(p, "data: ", 6) != 0 || p[size - 2] != '\n' || p[size - 1] != '\n') return 0;
-    const char *x = p + 6;
-    Py_ssize_t xn = size - 8;
-    if (memchr(x, '\n', xn) || memchr(x, '\r', xn)) return 0;
-    if (xn == 6 && memcmp(x, "[DONE]", 6) == 0) return 0;
-    *start = x;
-    *len = xn;
-    *used = i + size + 2;
-    return 1;
-}
 
 /* Hand one event to the armed callback; what it raises goes to the error callback. Returns
  * what the callback (or the error callback) returned, NULL with an exception set on failure. */
@@ -161,9 +95,7 @@ Reader_call(Reader *self, PyObject *args, PyObject *kwargs)
                 && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-            if (now - taken_at > REFRESH_S) refresh_offset(now);
-            double a = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - offset;
-            self->arrival = (now - 30.0 < a && a <= now) ? a : now;
+            self->arrival = stamp_to_perf(&clock_offset, &ts, now);
             self->has_arrival = 1;
             stamped = 1;
             break;

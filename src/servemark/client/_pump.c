@@ -1,14 +1,16 @@
-/* A reader thread for streamed response bodies: recv, HTTP de-chunking and timestamps outside
- * the event loop.
+/* A reader thread for a client's plain-TCP connections: recv and timestamps outside the event
+ * loop.
  *
- * Why: however lean the per-read Python is, a client with a thousand paced streams on one core
- * is sometimes a read behind, and then the kernel hands two chunks over in one read stamped with
+ * Why: however lean the per-read Python is, a client with many paced streams on one core is
+ * sometimes a read behind, and then the kernel hands two chunks over in one read stamped with
  * the later one's arrival: the first chunk's time (often the first token's) is lost. This thread
- * holds no GIL and does nothing but wait on epoll, read, de-chunk and record (bytes, arrival)
- * per read, so it is rarely behind even when the Python side is busy; the Python side replays
- * the recorded reads through its usual SSE path when the body ends (or when asked to, see
- * ``eager``), with every read's own arrival. A socket belongs to the thread only while its body
- * is read; the event loop owns it the rest of the time (request, head, keep-alive).
+ * holds no GIL and does nothing but wait on epoll, read and record each read with its arrival,
+ * so it is rarely behind even while the Python side is busy. It looks at the sockets at most
+ * every POLL_S (a chunk still keeps its own stamp unless the next one on its socket comes
+ * sooner), and the event loop takes everything read since the last look in one call, each read
+ * as it came: the connection's Python code then treats it as its own read (see
+ * servemark.client.pump). A socket belongs to the thread from connect to close; the event loop
+ * only writes to it.
  *
  * Arrival is the kernel's receive stamp (SO_TIMESTAMPNS, CLOCK_REALTIME) converted to the
  * perf_counter clock (CLOCK_MONOTONIC on Linux), else the thread's read time.
@@ -25,31 +27,24 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_SIZE 65536
-#define REFRESH_S 0.1
-#define POLL_S 0.0005       /* the least time between two looks at the sockets (see run) */
-#define DRAIN_AT (1 << 20)  /* body bytes held before the Python side is asked to take them */
-#define STOP_KEY UINT64_MAX
-#define PROTO_ERR (-1)      /* err: bad chunked framing */
+#include "_readcommon.h"
 
-enum { S_SIZE, S_EXT, S_SIZE_LF, S_DATA, S_DATA_CR, S_DATA_LF, S_TRAIL, S_TRAIL_LINE,
-       S_TRAIL_LF, S_LAST_LF, S_DONE };
+#define READ_SIZE 65536
+#define POLL_S 0.0005       /* the least time between two looks at the sockets (see run) */
+#define STOP_KEY UINT64_MAX
 
 typedef struct {
-    size_t end;                    /* its payload's end offset in body */
+    size_t end;                    /* its bytes' end offset in the stream's buffer */
     double arrival;
 } Read;
 
 typedef struct {
-    int fd, active, state, digits, eager, queued, finished, err, eof, has_arrival;
-    uint64_t size;                 /* chunk size being read, or bytes left of its payload */
-    char *body;                    /* de-chunked payload bytes not yet taken */
+    int fd, active, queued, finished, err, eof;
+    char *buf;                     /* bytes read and not yet taken */
     size_t blen, bcap;
-    Read *reads;                   /* per read that added payload */
+    Read *reads;                   /* one per read, in order */
     size_t nreads, rcap;
-    char *extra;                   /* bytes after the last chunk (a server that sent more) */
-    size_t elen;
-    double last, arrival;          /* last read's time and arrival (perf_counter clock) */
+    double last;                   /* time of the last read (perf_counter clock) */
 } Stream;
 
 typedef struct {
@@ -62,42 +57,9 @@ typedef struct {
     size_t nstreams;
     uint32_t *queue;               /* slots to hand to the Python side, in order */
     size_t qlen, qcap;
-    double offset, taken_at;       /* CLOCK_REALTIME minus CLOCK_MONOTONIC, when taken */
+    ClockOffset clock;
     char rbuf[READ_SIZE];
 } Pump;
-
-static double
-ts_of(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* The clock offset from the tightest of three bracketed readings (as kernelstamp.py). */
-static void
-refresh_offset(Pump *p, double now)
-{
-    double best_width = 1e300, best = 0.0;
-    for (int i = 0; i < 3; i++) {
-        double a = ts_of(CLOCK_MONOTONIC), r = ts_of(CLOCK_REALTIME), b = ts_of(CLOCK_MONOTONIC);
-        if (b - a < best_width) {
-            best_width = b - a;
-            best = r - (a + b) / 2;
-        }
-    }
-    p->offset = best;
-    p->taken_at = now;
-}
-
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
 
 static int
 grow(void **buf, size_t *cap, size_t need, size_t item)
@@ -112,114 +74,6 @@ grow(void **buf, size_t *cap, size_t need, size_t item)
     return 0;
 }
 
-/* Run bytes through the chunked-body state machine; payload goes to s->body. Returns 0, or -1
- * with s->err set. What follows the last chunk's empty line is kept in s->extra. */
-static int
-dechunk(Stream *s, const char *d, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        char c = d[i];
-        switch (s->state) {
-        case S_SIZE: {
-            int v = hexval(c);
-            if (v >= 0 && s->digits < 15) {
-                s->size = s->size * 16 + (uint64_t)v;
-                s->digits++;
-            } else if (s->digits && (c == ';' || c == ' ' || c == '\t')) {
-                s->state = S_EXT;
-            } else if (s->digits && c == '\r') {
-                s->state = S_SIZE_LF;
-            } else {
-                goto bad;
-            }
-            i++;
-            break;
-        }
-        case S_EXT:
-            if (c == '\r') s->state = S_SIZE_LF;
-            i++;
-            break;
-        case S_SIZE_LF:
-            if (c != '\n') goto bad;
-            s->state = s->size ? S_DATA : S_TRAIL;
-            i++;
-            break;
-        case S_DATA: {
-            size_t take = n - i;
-            if ((uint64_t)take > s->size) take = (size_t)s->size;
-            if (grow((void **)&s->body, &s->bcap, s->blen + take, 1) < 0) {
-                s->err = ENOMEM;
-                return -1;
-            }
-            memcpy(s->body + s->blen, d + i, take);
-            s->blen += take;
-            s->size -= take;
-            i += take;
-            if (s->size == 0) s->state = S_DATA_CR;
-            break;
-        }
-        case S_DATA_CR:
-            if (c != '\r') goto bad;
-            s->state = S_DATA_LF;
-            i++;
-            break;
-        case S_DATA_LF:
-            if (c != '\n') goto bad;
-            s->state = S_SIZE;
-            s->size = 0;
-            s->digits = 0;
-            i++;
-            break;
-        case S_TRAIL:  /* start of a trailer line, or the empty line that ends the body */
-            s->state = c == '\r' ? S_LAST_LF : S_TRAIL_LINE;
-            i++;
-            break;
-        case S_TRAIL_LINE:
-            if (c == '\r') s->state = S_TRAIL_LF;
-            i++;
-            break;
-        case S_TRAIL_LF:
-            if (c != '\n') goto bad;
-            s->state = S_TRAIL;
-            i++;
-            break;
-        case S_LAST_LF:
-            if (c != '\n') goto bad;
-            s->state = S_DONE;
-            i++;
-            break;
-        case S_DONE: {
-            size_t rest = n - i;
-            s->extra = malloc(rest);
-            if (s->extra == NULL) {
-                s->err = ENOMEM;
-                return -1;
-            }
-            memcpy(s->extra, d + i, rest);
-            s->elen = rest;
-            return 0;
-        }
-        }
-    }
-    return 0;
-bad:
-    s->err = PROTO_ERR;
-    return -1;
-}
-
-/* Record the read that brought body[old:] (if it brought any payload). */
-static int
-note_read(Stream *s, size_t old, double arrival)
-{
-    if (s->blen == old) return 0;
-    if (grow((void **)&s->reads, &s->rcap, s->nreads + 1, sizeof(Read)) < 0) return -1;
-    s->reads[s->nreads].end = s->blen;
-    s->reads[s->nreads].arrival = arrival;
-    s->nreads++;
-    return 0;
-}
-
 static void
 enqueue(Pump *p, uint32_t slot)
 {
@@ -230,7 +84,7 @@ enqueue(Pump *p, uint32_t slot)
     s->queued = 1;
 }
 
-/* One read of one stream (the lock held); returns whether the Python side must be told. */
+/* One read of one socket (the lock held); returns whether the Python side must be told. */
 static int
 read_one(Pump *p, Stream *s)
 {
@@ -248,11 +102,11 @@ read_one(Pump *p, Stream *s)
     ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT);
     double now = ts_of(CLOCK_MONOTONIC);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
+    s->last = now;
     if (n <= 0) {
         if (n < 0) s->err = errno;
         else s->eof = 1;
         s->finished = 1;
-        s->last = now;
         return 1;
     }
     double arrival = now;
@@ -261,26 +115,22 @@ read_one(Pump *p, Stream *s)
                 && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
             struct timespec ts;
             memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-            if (now - p->taken_at > REFRESH_S) refresh_offset(p, now);
-            double a = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 - p->offset;
-            if (now - 30.0 < a && a <= now) arrival = a;
+            arrival = stamp_to_perf(&p->clock, &ts, now);
             break;
         }
     }
-    s->last = now;
-    s->arrival = arrival;
-    s->has_arrival = 1;
-    size_t old = s->blen;
-    if (dechunk(s, p->rbuf, (size_t)n) < 0 || note_read(s, old, arrival) < 0) {
-        if (!s->err) s->err = ENOMEM;
+    if (grow((void **)&s->buf, &s->bcap, s->blen + (size_t)n, 1) < 0
+            || grow((void **)&s->reads, &s->rcap, s->nreads + 1, sizeof(Read)) < 0) {
+        s->err = ENOMEM;
         s->finished = 1;
         return 1;
     }
-    if (s->state == S_DONE) {
-        s->finished = 1;
-        return 1;
-    }
-    return (s->eager && s->blen > old) || s->blen >= DRAIN_AT;
+    memcpy(s->buf + s->blen, p->rbuf, (size_t)n);
+    s->blen += (size_t)n;
+    s->reads[s->nreads].end = s->blen;
+    s->reads[s->nreads].arrival = arrival;
+    s->nreads++;
+    return 1;
 }
 
 static void *
@@ -319,8 +169,7 @@ run(void *arg)
             (void)w;
         }
         /* Wait out the rest of POLL_S before looking again: the reads that come meanwhile are
-         * taken in one pass (one wake-up of this thread and of the event loop for many), and
-         * a chunk still keeps its own stamp unless the next one on its socket comes sooner. */
+         * taken in one pass (one wake-up of this thread and of the event loop for many). */
         double left = POLL_S - (ts_of(CLOCK_MONOTONIC) - began);
         if (left > 0) {
             struct timespec nap = {0, (long)(left * 1e9)};
@@ -332,9 +181,8 @@ run(void *arg)
 static void
 free_stream(Stream *s)
 {
-    free(s->body);
+    free(s->buf);
     free(s->reads);
-    free(s->extra);
     memset(s, 0, sizeof(*s));
     s->fd = -1;
 }
@@ -351,17 +199,14 @@ Pump_init(Pump *self, PyObject *args, PyObject *kwargs)
     self->ep = epoll_create1(EPOLL_CLOEXEC);
     self->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     self->stopfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (self->ep < 0 || self->efd < 0 || self->stopfd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = STOP_KEY};
-    if (epoll_ctl(self->ep, EPOLL_CTL_ADD, self->stopfd, &ev) < 0) {
+    if (self->ep < 0 || self->efd < 0 || self->stopfd < 0
+            || epoll_ctl(self->ep, EPOLL_CTL_ADD, self->stopfd, &ev) < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
         return -1;
     }
     pthread_mutex_init(&self->lock, NULL);
-    self->taken_at = -1e300;
+    self->clock.taken_at = -1e300;
     int rc = pthread_create(&self->thread, NULL, run, self);
     if (rc != 0) {
         errno = rc;
@@ -374,22 +219,19 @@ Pump_init(Pump *self, PyObject *args, PyObject *kwargs)
     return 0;
 }
 
-/* Stop and join the thread (it never takes the GIL, so joining with it held is safe). */
+/* Stop and join the thread (it never takes the GIL, so waiting for it cannot deadlock). */
 static void
 stop_thread(Pump *self)
 {
     if (!self->started) return;
-    if (self->pid != getpid()) {  /* forked: the thread and its memory are the parent's */
-        self->started = 0;
-        return;
-    }
+    self->started = 0;
+    if (self->pid != getpid()) return;  /* forked: the thread and its memory are the parent's */
     uint64_t one = 1;
     ssize_t w = write(self->stopfd, &one, sizeof(one));
     (void)w;
     Py_BEGIN_ALLOW_THREADS
     pthread_join(self->thread, NULL);
     Py_END_ALLOW_THREADS
-    self->started = 0;
     for (size_t i = 0; i < self->nstreams; i++) free_stream(&self->streams[i]);
     free(self->streams);
     free(self->queue);
@@ -418,16 +260,11 @@ not_running(void)
 }
 
 static PyObject *
-Pump_add(Pump *self, PyObject *args)
+Pump_add(Pump *self, PyObject *arg)
 {
-    int fd, eager;
-    Py_buffer pending;
-    double arrival;
-    if (!PyArg_ParseTuple(args, "iy*dp", &fd, &pending, &arrival, &eager)) return NULL;
-    if (!self->started) {
-        PyBuffer_Release(&pending);
-        return not_running();
-    }
+    long fd = PyLong_AsLong(arg);
+    if (fd == -1 && PyErr_Occurred()) return NULL;
+    if (!self->started) return not_running();
     pthread_mutex_lock(&self->lock);
     size_t slot = 0;
     while (slot < self->nstreams && self->streams[slot].active) slot++;
@@ -436,7 +273,6 @@ Pump_add(Pump *self, PyObject *args)
         Stream *st = realloc(self->streams, cap * sizeof(Stream));
         if (st == NULL) {
             pthread_mutex_unlock(&self->lock);
-            PyBuffer_Release(&pending);
             return PyErr_NoMemory();
         }
         for (size_t i = self->nstreams; i < cap; i++) {
@@ -448,38 +284,48 @@ Pump_add(Pump *self, PyObject *args)
     }
     Stream *s = &self->streams[slot];
     free_stream(s);
-    s->fd = fd;
+    s->fd = (int)fd;
     s->active = 1;
-    s->eager = eager;
     s->last = ts_of(CLOCK_MONOTONIC);
-    int notify = 0;
-    if (pending.len) {  /* the start of a chunk the event loop already read */
-        if (dechunk(s, pending.buf, (size_t)pending.len) < 0
-                || note_read(s, 0, arrival) < 0 || s->state == S_DONE) {
-            if (!s->err && s->state != S_DONE) s->err = ENOMEM;
-            s->finished = 1;
-        }
-        notify = s->finished || (eager && s->blen);
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = slot};
+    if (epoll_ctl(self->ep, EPOLL_CTL_ADD, (int)fd, &ev) < 0) {
+        int e = errno;
+        free_stream(s);
+        pthread_mutex_unlock(&self->lock);
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
-    PyBuffer_Release(&pending);
-    if (!s->finished) {
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLRDHUP, .data.u64 = slot};
-        if (epoll_ctl(self->ep, EPOLL_CTL_ADD, fd, &ev) < 0) {
-            int e = errno;
-            free_stream(s);
-            pthread_mutex_unlock(&self->lock);
-            errno = e;
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-    }
-    if (notify) enqueue(self, (uint32_t)slot);
     pthread_mutex_unlock(&self->lock);
-    if (notify) {
-        uint64_t one = 1;
-        ssize_t w = write(self->efd, &one, sizeof(one));
-        (void)w;
-    }
     return PyLong_FromSize_t(slot);
+}
+
+/* (reads, finished, err, eof, last) of a stream, the lock held: the reads since the last take
+ * as (data, arrival, event) triples — event true: the read was exactly one HTTP chunk holding
+ * one single-line SSE "data: X" event (see chunk_event) and data is X; else data is the read —
+ * and its state; the reads are handed over. */
+static PyObject *
+taken_of(Stream *s)
+{
+    PyObject *reads = PyList_New((Py_ssize_t)s->nreads);
+    if (reads == NULL) return NULL;
+    size_t from = 0;
+    for (size_t i = 0; i < s->nreads; i++) {
+        Read *r = &s->reads[i];
+        const char *d = s->buf + from, *x;
+        Py_ssize_t n = (Py_ssize_t)(r->end - from), xn, used;
+        int ev = chunk_event(d, n, &x, &xn, &used) && used == n;
+        PyObject *item = ev ? Py_BuildValue("(y#dO)", x, xn, r->arrival, Py_True)
+                            : Py_BuildValue("(y#dO)", d, n, r->arrival, Py_False);
+        if (item == NULL) {
+            Py_DECREF(reads);
+            return NULL;
+        }
+        PyList_SET_ITEM(reads, (Py_ssize_t)i, item);
+        from = r->end;
+    }
+    s->blen = 0;
+    s->nreads = 0;
+    return Py_BuildValue("(Niiid)", reads, s->finished, s->err, s->eof, s->last);
 }
 
 static Stream *
@@ -488,63 +334,13 @@ stream_of(Pump *self, PyObject *arg, size_t *slot)
     *slot = PyLong_AsSize_t(arg);
     if (*slot == (size_t)-1 && PyErr_Occurred()) return NULL;
     if (*slot >= self->nstreams || !self->streams[*slot].active) {
-        PyErr_SetString(PyExc_KeyError, "no such stream in the pump");
+        PyErr_SetString(PyExc_KeyError, "no such socket in the pump");
         return NULL;
     }
     return &self->streams[*slot];
 }
 
-/* Whether a read's payload is exactly one single-line SSE event "data: X\n\n" (X not [DONE],
- * no CR or LF in it): a paced stream's usual read. */
-static int
-one_event(const char *p, size_t n)
-{
-    if (n < 8 || memcmp(p, "data: ", 6) != 0 || p[n - 2] != '\n' || p[n - 1] != '\n') return 0;
-    const char *x = p + 6;
-    size_t xn = n - 8;
-    if (memchr(x, '\n', xn) || memchr(x, '\r', xn)) return 0;
-    return !(xn == 6 && memcmp(x, "[DONE]", 6) == 0);
-}
-
-/* (reads, finished, err, eof, extra, last, arrival) of a stream, the lock held: the reads
- * recorded since the last take as (data, arrival, event) triples — event true: data is the X
- * of a read that was one "data: X" event (see one_event), else the read's payload — and its
- * state; the reads and the extra bytes are handed over (every body byte belongs to a read). */
-static PyObject *
-taken_of(Stream *s)
-{
-    PyObject *reads = PyList_New((Py_ssize_t)s->nreads);
-    PyObject *extra = PyBytes_FromStringAndSize(s->extra ? s->extra : "", (Py_ssize_t)s->elen);
-    PyObject *arrival = s->has_arrival ? PyFloat_FromDouble(s->arrival) : Py_NewRef(Py_None);
-    if (reads == NULL || extra == NULL || arrival == NULL) goto fail;
-    size_t from = 0;
-    for (size_t i = 0; i < s->nreads; i++) {
-        Read *r = &s->reads[i];
-        const char *d = s->body + from;
-        size_t n = r->end - from;
-        int ev = one_event(d, n);
-        PyObject *pair = ev ? Py_BuildValue("(y#dO)", d + 6, (Py_ssize_t)(n - 8), r->arrival,
-                                            Py_True)
-                            : Py_BuildValue("(y#dO)", d, (Py_ssize_t)n, r->arrival, Py_False);
-        if (pair == NULL) goto fail;
-        PyList_SET_ITEM(reads, (Py_ssize_t)i, pair);
-        from = r->end;
-    }
-    s->blen = 0;
-    s->nreads = 0;
-    free(s->extra);
-    s->extra = NULL;
-    s->elen = 0;
-    return Py_BuildValue("(NiiiNdN)", reads, s->finished, s->err, s->eof, extra, s->last,
-                         arrival);
-fail:
-    Py_XDECREF(reads);
-    Py_XDECREF(extra);
-    Py_XDECREF(arrival);
-    return NULL;
-}
-
-/* take(slot) -> (reads, finished, err, eof, extra, last, arrival), see taken_of. */
+/* take(slot) -> (reads, finished, err, eof, last), see taken_of. */
 static PyObject *
 Pump_take(Pump *self, PyObject *arg)
 {
@@ -557,19 +353,8 @@ Pump_take(Pump *self, PyObject *arg)
     return res;
 }
 
-static PyObject *
-Pump_last(Pump *self, PyObject *arg)
-{
-    if (!self->started) return not_running();
-    pthread_mutex_lock(&self->lock);
-    size_t slot;
-    Stream *s = stream_of(self, arg, &slot);
-    double last = s ? s->last : 0.0;
-    pthread_mutex_unlock(&self->lock);
-    return s ? PyFloat_FromDouble(last) : NULL;
-}
-
-/* remove(slot): the socket goes back to its owner; whatever was not taken is dropped. */
+/* remove(slot): the thread reads the socket no more (none of its reads is under way once this
+ * returns); what was not taken is dropped. The caller closes the socket after this. */
 static PyObject *
 Pump_remove(Pump *self, PyObject *arg)
 {
@@ -594,65 +379,33 @@ Pump_remove(Pump *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* ready() -> list of slots with something to take (in the order the thread found it). */
+/* drain() -> [(slot, reads, finished, err, eof, last)] of every socket with something new, in
+ * the order the thread found it: one GIL-held pass per wake-up of the event loop. */
 static PyObject *
-Pump_ready(Pump *self, PyObject *noargs)
+Pump_drain(Pump *self, PyObject *Py_UNUSED(noargs))
 {
     if (!self->started) return not_running();
     uint64_t count;
     ssize_t r = read(self->efd, &count, sizeof(count));
     (void)r;
     pthread_mutex_lock(&self->lock);
-    PyObject *out = PyList_New((Py_ssize_t)self->qlen);
-    if (out != NULL) {
-        for (size_t i = 0; i < self->qlen; i++) {
-            uint32_t slot = self->queue[i];
-            self->streams[slot].queued = 0;
-            PyObject *v = PyLong_FromUnsignedLong(slot);
-            if (v == NULL) {
-                Py_CLEAR(out);
-                break;
-            }
-            PyList_SET_ITEM(out, (Py_ssize_t)i, v);
-        }
-        if (out != NULL) self->qlen = 0;
-    }
-    pthread_mutex_unlock(&self->lock);
-    return out;
-}
-
-/* drain() -> [(slot, reads, finished, err, eof, extra, last, arrival)]: what ready() and a
- * take() of each would give, in one call (one GIL-held pass per wake-up of the event loop). */
-static PyObject *
-Pump_drain(Pump *self, PyObject *noargs)
-{
-    if (!self->started) return not_running();
-    uint64_t count;
-    ssize_t r = read(self->efd, &count, sizeof(count));
-    (void)r;
-    pthread_mutex_lock(&self->lock);
-    PyObject *out = PyList_New((Py_ssize_t)self->qlen);
+    PyObject *out = PyList_New(0);
     size_t i = 0;
     for (; out != NULL && i < self->qlen; i++) {
         uint32_t slot = self->queue[i];
         Stream *s = &self->streams[slot];
         s->queued = 0;
         PyObject *t = taken_of(s);
-        PyObject *entry = t ? PyTuple_New(8) : NULL;
-        PyObject *key = entry ? PyLong_FromUnsignedLong(slot) : NULL;
-        if (key == NULL) {
-            Py_XDECREF(t);
+        PyObject *entry = t ? Py_BuildValue("(IO)", slot, t) : NULL;
+        Py_XDECREF(t);
+        if (entry == NULL || PyList_Append(out, entry) < 0) {
             Py_XDECREF(entry);
             Py_CLEAR(out);
+            i++;
             break;
         }
-        PyTuple_SET_ITEM(entry, 0, key);
-        for (Py_ssize_t k = 0; k < 7; k++)
-            PyTuple_SET_ITEM(entry, k + 1, Py_NewRef(PyTuple_GET_ITEM(t, k)));
-        Py_DECREF(t);
-        PyList_SET_ITEM(out, (Py_ssize_t)i, entry);
+        Py_DECREF(entry);
     }
-    /* what was not handed over (an error part-way) stays queued for the next call */
     memmove(self->queue, self->queue + i, (self->qlen - i) * sizeof(uint32_t));
     self->qlen -= i;
     pthread_mutex_unlock(&self->lock);
@@ -660,39 +413,34 @@ Pump_drain(Pump *self, PyObject *noargs)
 }
 
 static PyObject *
-Pump_fileno(Pump *self, PyObject *noargs)
+Pump_fileno(Pump *self, PyObject *Py_UNUSED(noargs))
 {
     if (!self->started) return not_running();
     return PyLong_FromLong(self->efd);
 }
 
 static PyObject *
-Pump_close(Pump *self, PyObject *noargs)
+Pump_close(Pump *self, PyObject *Py_UNUSED(noargs))
 {
     stop_thread(self);
     Py_RETURN_NONE;
 }
 
 static PyMethodDef Pump_methods[] = {
-    {"add", (PyCFunction)Pump_add, METH_VARARGS,
-     "add(fd, pending, arrival, eager) -> slot: read fd's chunked body from here on; pending: "
-     "body bytes already read (arrival: when); eager: tell of every read, not only the end"},
-    {"take", (PyCFunction)Pump_take, METH_O,
-     "take(slot) -> (reads, finished, err, eof, extra, last, arrival)"},
-    {"last", (PyCFunction)Pump_last, METH_O, "last(slot) -> perf_counter time of its last read"},
-    {"remove", (PyCFunction)Pump_remove, METH_O, "remove(slot): hand the socket back"},
-    {"ready", (PyCFunction)Pump_ready, METH_NOARGS, "ready() -> slots with something to take"},
+    {"add", (PyCFunction)Pump_add, METH_O, "add(fd) -> slot: the thread reads fd from now on"},
+    {"take", (PyCFunction)Pump_take, METH_O, "take(slot) -> (reads, finished, err, eof, last)"},
+    {"remove", (PyCFunction)Pump_remove, METH_O, "remove(slot): the thread reads it no more"},
     {"drain", (PyCFunction)Pump_drain, METH_NOARGS,
-     "drain() -> [(slot, reads, finished, err, eof, extra, last, arrival)] of every ready slot"},
-    {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "the eventfd readable when ready()"},
-    {"close", (PyCFunction)Pump_close, METH_NOARGS, "stop the thread and drop every stream"},
+     "drain() -> [(slot, (reads, finished, err, eof, last))] of every socket with news"},
+    {"fileno", (PyCFunction)Pump_fileno, METH_NOARGS, "an eventfd, readable when drain() has news"},
+    {"close", (PyCFunction)Pump_close, METH_NOARGS, "stop the thread and drop every socket"},
     {NULL}
 };
 
 static PyTypeObject PumpType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "servemark.client._pump.Pump",
-    .tp_doc = "Pump(): a reader thread for chunked response bodies",
+    .tp_doc = "Pump(): a reader thread for plain-TCP sockets",
     .tp_basicsize = sizeof(Pump),
     .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = PyType_GenericNew,
@@ -702,7 +450,8 @@ static PyTypeObject PumpType = {
 };
 
 static struct PyModuleDef module = {
-    PyModuleDef_HEAD_INIT, "_pump", "A reader thread for streamed response bodies.", -1, NULL,
+    PyModuleDef_HEAD_INIT, "_pump", "A reader thread for plain-TCP sockets.", -1, NULL,
+    NULL, NULL, NULL, NULL,
 };
 
 PyMODINIT_FUNC
@@ -711,8 +460,7 @@ PyInit__pump(void)
     if (PyType_Ready(&PumpType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Pump", (PyObject *)&PumpType) < 0
-            || PyModule_AddIntConstant(m, "PROTO_ERR", PROTO_ERR) < 0) {
+    if (PyModule_AddObjectRef(m, "Pump", (PyObject *)&PumpType) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -22,7 +22,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 from servemark.client.kernelstamp import to_perf
-from servemark.client.pump import PROTO_ERR, PumpHub, Taken, pump_enabled
+from servemark.client.pump import PumpHub, Taken, pump_enabled
 
 try:  # the per-read hot path in C (setup.py builds it where a compiler is; else Python reads)
     from servemark.client import _fastread
@@ -115,10 +115,11 @@ class _SockConn:
     this machine, not when a busy event loop got round to them — a saturated client then still
     measures the server's TTFT, not its own queue. Same interface as :class:`_Conn`."""
 
-    __slots__ = ("_out", "_reader", "arrival", "buf", "closed", "exc", "fd", "last", "loop",
-                 "reads", "release", "sink", "sock", "waiter")
+    __slots__ = ("_error", "_event", "_hub", "_out", "_reader", "_slot", "arrival", "buf",
+                 "closed", "exc", "fd", "last", "loop", "reads", "sink", "sock", "waiter")
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket,
+                 hub: PumpHub | None = None) -> None:
         self.loop = loop
         self.sock = sock
         self.fd = sock.fileno()
@@ -132,9 +133,13 @@ class _SockConn:
         self.sink: Sink | None = None
         self.last = 0.0
         self._out = b""
-        self.release: Callable[[], None] | None = None  # takes the socket back from the pump
         self._reader = None
-        if _fastread is not None and fast_reads_enabled():
+        self._hub, self._slot = hub, -1
+        self._event: EventSink | None = None  # armed, where the reader thread reads
+        self._error: Callable[[BaseException], None] | None = None
+        if hub is not None:  # a reader thread reads it (see servemark.client.pump)
+            self._slot = hub.add(self.fd, self._pumped)
+        elif _fastread is not None and fast_reads_enabled():
             # the same as _readable, in C; one-event reads go to the armed event callback
             self._reader = _fastread.Reader(self.fd, self, self._deliver, self._closed_errno)
             loop.add_reader(self.fd, self._reader)
@@ -147,19 +152,35 @@ class _SockConn:
         one single-line SSE ``data: X`` event (X not ``[DONE]``) to ``event(X, arrival)``, one
         call each, bypassing the sink, which gets the rest of the read; what ``event`` raises
         goes to ``error``. None disarms. False: no C reader here, so nothing is armed."""
+        if self._hub is not None:
+            self._event, self._error = event, error
+            return True
         if self._reader is None:
             return False
         self._reader.arm(event, error)
         return True
 
-    def detach(self) -> None:
-        """Stop reading on the event loop (the body-reader thread reads it meanwhile)."""
-        self.loop.remove_reader(self.fd)
-
-    def attach(self) -> None:
-        """Read on the event loop again."""
-        if not self.closed and self.fd >= 0:
-            self.loop.add_reader(self.fd, self._reader or self._readable)
+    def _pumped(self, taken: Taken) -> None:
+        """What the reader thread read since its last look, read by read as the C reader would
+        have handed each over, then the end of the stream if it came."""
+        reads, finished, err, _, last = taken
+        self.last = last
+        for data, arrival, one in reads:
+            self.arrival = arrival
+            if one:  # one whole chunk holding one single-line event; data is its X
+                event = self._event
+                if event is not None and not self.buf:
+                    try:
+                        event(data, arrival)
+                    except Exception as exc:  # noqa: BLE001 - to the armed error callback
+                        if self._error is None:
+                            raise
+                        self._error(exc)
+                    continue
+                data = b"%x\r\ndata: %s\n\n\r\n" % (len(data) + 8, data)  # the same chunk
+            self._deliver(data, arrival)
+        if finished:
+            self._wake_closed(OSError(err, os.strerror(err)) if err else None)
 
     def _closed_errno(self, errno: int) -> None:
         self._wake_closed(OSError(errno, os.strerror(errno)) if errno else None)
@@ -241,8 +262,9 @@ class _SockConn:
         await _wait(self, timeout)
 
     def close(self) -> None:
-        if self.release is not None:  # never close a socket the pump thread may be reading
-            self.release()
+        if self._slot >= 0 and self._hub is not None:  # never close what the thread may read
+            self._hub.remove(self._slot)
+            self._slot = -1
         if self.fd >= 0:
             self.loop.remove_reader(self.fd)
             if self._out:
@@ -374,13 +396,11 @@ def _whole_chunk(data: bytes) -> bytes | None:
 class _Response:
     """One response on one connection; the body is consumed incrementally."""
 
-    __slots__ = ("_chunked", "_conn", "_deadline", "_done", "_hub", "_keep_alive",
-                 "_read_timeout", "_remaining", "headers", "status")
+    __slots__ = ("_chunked", "_conn", "_deadline", "_done", "_keep_alive", "_read_timeout",
+                 "_remaining", "headers", "status")
 
-    def __init__(self, conn: Conn, read_timeout: float | None, deadline: float | None,
-                 hub: PumpHub | None = None) -> None:
+    def __init__(self, conn: Conn, read_timeout: float | None, deadline: float | None) -> None:
         self._conn = conn
-        self._hub = hub if isinstance(conn, _SockConn) else None
         self._read_timeout = read_timeout
         self._deadline = deadline
         self.status = 0
@@ -542,9 +562,7 @@ class _Response:
         ``event``: where the connection has a C reader, the whole chunks at the front of a read
         that each hold one single-line SSE ``data: X`` event go to ``event(X, arrival)``
         instead, one call each with no Python in between (``consumer`` gets the rest); ``event``
-        must give the same result as ``consumer`` on those bytes. Where the transport has a
-        body-reader thread (:mod:`servemark.client.pump`) it reads the body instead, and
-        ``consumer`` gets its reads, each with its own arrival, a batch at a time."""
+        must give the same result as ``consumer`` on those bytes."""
         conn = self._conn
         loop = conn.loop
         done: asyncio.Future[None] = loop.create_future()
@@ -589,42 +607,6 @@ class _Response:
 
         read_timeout, deadline = self._read_timeout, self._deadline
         handle: asyncio.TimerHandle | None = None
-        hub, slot = self._hub, -1
-
-        def pumped(taken: Taken, final: bool = False) -> None:  # the thread's reads, or the end
-            assert isinstance(conn, _SockConn)
-            _, reads, finished, err, eof, extra, last, arrival = taken
-            conn.last = last
-            if arrival is not None:
-                conn.arrival = arrival
-            if done.done() and not final:
-                return
-            try:
-                for data, at, one in reads:
-                    if one and event is not None:
-                        event(data, at)
-                    elif one:
-                        consumer(b"data: " + data + b"\n\n", at)
-                    else:
-                        consumer(data, at)
-                if final:  # cancelled: what was read still counts, nothing else matters
-                    return
-                if not finished:
-                    return
-                buf.extend(extra)
-                if err == PROTO_ERR:
-                    raise HttpProtocolError("bad chunked framing in the response body")
-                if err or eof:
-                    conn._wake_closed(OSError(err, os.strerror(err)) if err else None)
-                    raise ConnectionResetError(
-                        "server closed the connection mid-response") from conn.exc
-                self._done = True
-                stop()
-            except BaseException as exc:  # noqa: BLE001 - handed to the waiting coroutine
-                stop(exc)
-
-        def idle_since() -> float:
-            return hub.last(slot) if hub is not None and slot >= 0 else conn.last
 
         def check() -> None:  # one timer per response, re-armed only when it fires
             nonlocal handle
@@ -637,7 +619,7 @@ class _Response:
                     stop(TimeoutError("request exceeded its total timeout"))
                     return
             if read_timeout is not None:
-                idle = time.perf_counter() - idle_since()
+                idle = time.perf_counter() - conn.last
                 if idle >= read_timeout:
                     stop(TimeoutError("no data from the server within the read timeout"))
                     return
@@ -653,27 +635,11 @@ class _Response:
             for data, arrival in conn.take_reads():
                 on_data(data, arrival)
             on_data(None, conn.arrival)
-            if hub is not None and not done.done() and not hub.closed:
-                assert isinstance(conn, _SockConn)
-                conn.sink = None
-                pending = bytes(buf)
-                buf.clear()
-                conn.detach()
-                slot = hub.add(conn.fd, pending, conn.arrival or time.perf_counter(), pumped)
-                conn.release = lambda: hub.remove(slot)
-            elif sock is not None and not done.done():
+            if sock is not None and not done.done():
                 armed = sock.arm(event, stop)
             check()
             await done
         finally:
-            if slot >= 0 and isinstance(conn, _SockConn):
-                assert hub is not None
-                if done.cancelled() or not done.done():  # Ctrl-C, a first-token timeout:
-                    with contextlib.suppress(Exception):  # what was read still counts
-                        pumped(hub.take(slot), final=True)
-                hub.remove(slot)
-                conn.release = None
-                conn.attach()
             if armed and sock is not None:
                 sock.arm(None)
             conn.sink = None
@@ -702,18 +668,17 @@ class FastTransport:
         self._max = max_connections
         self._heads: dict[tuple[str, str, tuple[tuple[str, str], ...]],
                           tuple[tuple[str, str, int], bytes]] = {}
-        self._pump = pump_enabled() and self._kernel_ts
+        self._pump = pump_enabled()
         self._hub: PumpHub | None = None
 
     def _hub_here(self) -> PumpHub | None:
-        """The body-reader thread of the running loop (started at the first body it reads)."""
+        """The reader thread of the running loop (started with the first connection)."""
         if not self._pump:
             return None
         loop = asyncio.get_running_loop()
         if self._hub is None or self._hub.loop is not loop or self._hub.closed:
             if self._hub is not None:  # a transport used on a second loop: the old one is gone
-                with contextlib.suppress(Exception):
-                    self._hub.close()
+                self._hub.close()
             self._hub = PumpHub(loop)
         return self._hub
 
@@ -743,7 +708,7 @@ class FastTransport:
             except BaseException:
                 sock.close()
                 raise
-            return _SockConn(loop, sock)
+            return _SockConn(loop, sock, self._hub_here())
         raise error or OSError(f"cannot resolve {host}")
 
     async def _connect_transport(self, scheme: str, host: str, port: int) -> _Conn:
@@ -810,8 +775,7 @@ class FastTransport:
             if conn is None:
                 conn = await self._connect(scheme, host, port)
             conn.write(wire)
-            resp = _Response(conn, t.read, deadline,
-                             self._hub_here() if isinstance(conn, _SockConn) else None)
+            resp = _Response(conn, t.read, deadline)
             try:
                 await resp.read_head()
             except ConnectionResetError:
