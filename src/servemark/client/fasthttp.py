@@ -165,11 +165,13 @@ class _SockConn:
         have handed each over, then the end of the stream if it came."""
         reads, finished, err, _, last = taken
         self.last = last
+        if reads:
+            self.arrival = reads[-1][1]
+        buf, deliver = self.buf, self._deliver
         for data, arrival, one in reads:
-            self.arrival = arrival
             if one:  # one whole chunk holding one single-line event; data is its X
-                event = self._event
-                if event is not None and not self.buf:
+                event = self._event  # (an event may disarm: looked up every time)
+                if event is not None and not buf:
                     try:
                         event(data, arrival)
                     except Exception as exc:  # noqa: BLE001 - to the armed error callback
@@ -178,7 +180,7 @@ class _SockConn:
                         self._error(exc)
                     continue
                 data = b"%x\r\ndata: %s\n\n\r\n" % (len(data) + 8, data)  # the same chunk
-            self._deliver(data, arrival)
+            deliver(data, arrival)
         if finished:
             self._wake_closed(OSError(err, os.strerror(err)) if err else None)
 
