@@ -71,36 +71,16 @@ static PyObject *
 Reader_call(Reader *self, PyObject *args, PyObject *kwargs)
 {
     if (self->conn == NULL) Py_RETURN_NONE;  /* not initialised, or cleared */
-    struct iovec iov = {rbuf, READ_SIZE};
-    union {
-        char buf[CMSG_SPACE(sizeof(struct timespec)) * 2];
-        struct cmsghdr align;
-    } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    ssize_t n = recvmsg(self->fd, &msg, 0);
+    double now;
+    int stamped;
+    ssize_t n = recv_stamped(self->fd, rbuf, READ_SIZE, 0, &clock_offset, &now, &self->arrival,
+                             &stamped);
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) Py_RETURN_NONE;
         return PyObject_CallFunction(self->closed, "i", errno);
     }
     if (n == 0) return PyObject_CallFunction(self->closed, "i", 0);
-    double now = ts_of(CLOCK_MONOTONIC);
-    int stamped = 0;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
-                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
-            struct timespec ts;
-            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-            self->arrival = stamp_to_perf(&clock_offset, &ts, now);
-            self->has_arrival = 1;
-            stamped = 1;
-            break;
-        }
-    }
+    if (stamped) self->has_arrival = 1;
     PyObject *last = PyFloat_FromDouble(now);
     if (last == NULL) return NULL;
     int bad = PyObject_SetAttr(self->conn, str_last, last);

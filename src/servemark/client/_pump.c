@@ -88,19 +88,10 @@ enqueue(Pump *p, uint32_t slot)
 static int
 read_one(Pump *p, Stream *s)
 {
-    struct iovec iov = {p->rbuf, READ_SIZE};
-    union {
-        char buf[CMSG_SPACE(sizeof(struct timespec)) * 2];
-        struct cmsghdr align;
-    } control;
-    struct msghdr msg;
-    memset(&msg, 0, sizeof(msg));
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.buf;
-    msg.msg_controllen = sizeof(control.buf);
-    ssize_t n = recvmsg(s->fd, &msg, MSG_DONTWAIT);
-    double now = ts_of(CLOCK_MONOTONIC);
+    double now, arrival;
+    int stamped;
+    ssize_t n = recv_stamped(s->fd, p->rbuf, READ_SIZE, MSG_DONTWAIT, &p->clock, &now, &arrival,
+                             &stamped);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
     s->last = now;
     if (n <= 0) {
@@ -109,16 +100,7 @@ read_one(Pump *p, Stream *s)
         s->finished = 1;
         return 1;
     }
-    double arrival = now;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
-                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
-            struct timespec ts;
-            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
-            arrival = stamp_to_perf(&p->clock, &ts, now);
-            break;
-        }
-    }
+    if (!stamped) arrival = now;
     if (grow((void **)&s->buf, &s->bcap, s->blen + (size_t)n, 1) < 0
             || grow((void **)&s->reads, &s->rcap, s->nreads + 1, sizeof(Read)) < 0) {
         s->err = ENOMEM;

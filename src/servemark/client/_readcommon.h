@@ -8,6 +8,7 @@
 
 #include <Python.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #define REFRESH_S 0.1
@@ -52,6 +53,43 @@ stamp_to_perf(ClockOffset *c, const struct timespec *ts, double now)
     if (now - c->taken_at > REFRESH_S) refresh_offset(c, now);
     double a = (double)ts->tv_sec + (double)ts->tv_nsec * 1e-9 - c->offset;
     return (now - 30.0 < a && a <= now) ? a : now;
+}
+
+/* One recvmsg of fd into buf[0:cap]; returns what recvmsg returned (errno set when < 0).
+ * *now: the read time (CLOCK_MONOTONIC); *arrival: the kernel's receive stamp on that clock
+ * when the read carried one (*stamped 1), else left as it was (*stamped 0). */
+static ssize_t
+recv_stamped(int fd, char *buf, size_t cap, int flags, ClockOffset *clock, double *now,
+             double *arrival, int *stamped)
+{
+    struct iovec iov = {buf, cap};
+    union {
+        char buf[CMSG_SPACE(sizeof(struct timespec)) * 2];
+        struct cmsghdr align;
+    } control;
+    struct msghdr msg;
+    memset(&msg, 0, sizeof(msg));
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.buf;
+    msg.msg_controllen = sizeof(control.buf);
+    ssize_t n = recvmsg(fd, &msg, flags);
+    int saved = errno;
+    *now = ts_of(CLOCK_MONOTONIC);
+    *stamped = 0;
+    for (struct cmsghdr *c = n > 0 ? CMSG_FIRSTHDR(&msg) : NULL; c != NULL;
+            c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS
+                && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            memcpy(&ts, CMSG_DATA(c), sizeof(ts));
+            *arrival = stamp_to_perf(clock, &ts, *now);
+            *stamped = 1;
+            break;
+        }
+    }
+    errno = saved;
+    return n;
 }
 
 static int
