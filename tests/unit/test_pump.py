@@ -10,6 +10,7 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,12 +35,26 @@ def drain_until(pump: object, slot: int, done: object, timeout: float = 5.0) -> 
     raise AssertionError(f"the pump did not hand over enough: {entries}")
 
 
-def as_sent(data: bytes, one: bool) -> bytes:
-    return b"%x\r\ndata: %s\n\n\r\n" % (len(data) + 8, data) if one else data
-
-
 def event_chunk(x: bytes) -> bytes:
     return b"%x\r\ndata: %s\n\n\r\n" % (len(x) + 8, x)
+
+
+def as_sent(data: bytes, one: bool) -> bytes:
+    return event_chunk(data) if one else data
+
+
+@contextlib.contextmanager
+def pump_and_pair() -> Iterator[tuple[_pump.Pump, socket.socket, socket.socket]]:
+    """A reader thread and a connected socket pair (the thread reads the first), all closed
+    after."""
+    a, b = socket.socketpair()
+    pump = _pump.Pump()
+    try:
+        yield pump, a, b
+    finally:
+        pump.close()
+        a.close()
+        b.close()
 
 
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -48,9 +63,7 @@ def event_chunk(x: bytes) -> bytes:
        gap=st.sampled_from([0.0, 0.003]))
 def test_every_byte_comes_out_in_order_and_one_event_reads_are_marked(pieces, gap) -> None:
     wire = b"".join(pieces)
-    a, b = socket.socketpair()
-    pump = _pump.Pump()
-    try:
+    with pump_and_pair() as (pump, a, b):
         slot = pump.add(a.fileno())
         for piece in pieces:
             b.sendall(piece)
@@ -66,15 +79,10 @@ def test_every_byte_comes_out_in_order_and_one_event_reads_are_marked(pieces, ga
         assert (finished, err, eof) == (1, 0, 1)
         stamps = [at for _, at, _ in reads]
         assert stamps == sorted(stamps)
-    finally:
-        pump.close()
-        a.close()
 
 
 def test_a_read_of_one_event_chunk_hands_over_its_data_and_others_their_bytes() -> None:
-    a, b = socket.socketpair()
-    pump = _pump.Pump()
-    try:
+    with pump_and_pair() as (pump, a, b):
         slot = pump.add(a.fileno())
         sent = [event_chunk(b'{"i":1}'), b"HTTP/1.1 200 OK\r\n\r\n", event_chunk(b"[DONE]"),
                 event_chunk(b"a") + event_chunk(b"b"), event_chunk(b'{"i":2}')]
@@ -86,16 +94,10 @@ def test_a_read_of_one_event_chunk_hands_over_its_data_and_others_their_bytes() 
         assert reads == [(b'{"i":1}', True), (sent[1], False), (sent[2], False),
                          (sent[3], False), (b'{"i":2}', True)]
         assert not any(t[1] for t in entries)  # the socket is still open
-    finally:
-        pump.close()
-        a.close()
-        b.close()
 
 
 def test_a_removed_socket_is_not_read_any_more() -> None:
-    a, b = socket.socketpair()
-    pump = _pump.Pump()
-    try:
+    with pump_and_pair() as (pump, a, b):
         slot = pump.add(a.fileno())
         pump.remove(slot)
         b.sendall(b"3\r\nabc\r\n")
@@ -105,10 +107,6 @@ def test_a_removed_socket_is_not_read_any_more() -> None:
             pump.take(slot)
         a.setblocking(False)
         assert a.recv(100) == b"3\r\nabc\r\n"  # still there for whoever reads it next
-    finally:
-        pump.close()
-        a.close()
-        b.close()
 
 
 def paced_server(gap: float, n: int) -> tuple[socket.socket, threading.Thread]:

@@ -1,7 +1,7 @@
-/* What the two C read paths share: the clock conversion of kernel receive stamps and the test
- * for a read that is one HTTP chunk holding one single-line SSE event. Included by _fastread.c
- * (the event loop's reader callback) and _pump.c (the reader thread); static, so each module
- * has its own copy of the offset state it is handed.
+/* What the two C read paths share: one stamped recvmsg, the clock conversion of kernel receive
+ * stamps, and the test for a read that is one HTTP chunk holding one single-line SSE event.
+ * Included by _fastread.c (the event loop's reader callback) and _pump.c (the reader thread);
+ * static, so each module has its own copy, working on the offset state it is handed.
  */
 #ifndef SERVEMARK_READCOMMON_H
 #define SERVEMARK_READCOMMON_H

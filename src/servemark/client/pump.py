@@ -50,9 +50,6 @@ class PumpHub:
         self._waiting[slot] = on_reads
         return slot
 
-    def take(self, slot: int) -> Taken:
-        return self._pump.take(slot)
-
     def remove(self, slot: int) -> None:
         """The thread reads the socket no more (no read of it is under way once this returns)."""
         if self._waiting.pop(slot, None) is not None and not self.closed:

@@ -314,7 +314,7 @@ async def execute(
         else:
             rec.error_kind, rec.error = _classify(exc)
     # last byte: the kernel's arrival time of the last read, also when that read brought the last
-    # content chunk too (a body-reader thread hands the end over later than it came); now when
+    # content chunk too (the reader thread hands the end over later than it came); now when
     # there is no stamp or it is older than the last chunk's time (that chunk was not stamped)
     last = out.last_read
     if last is None or not times or last < start + times[-1]:
