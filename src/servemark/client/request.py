@@ -315,9 +315,11 @@ async def execute(
             rec.error_kind, rec.error = _classify(exc)
     # last byte: the kernel's arrival time of the last read, also when that read brought the last
     # content chunk too (the reader thread hands the end over later than it came); now when
-    # there is no stamp or it is older than the last chunk's time (that chunk was not stamped)
+    # there is no stamp, when it is older than the last chunk's time (that chunk was not
+    # stamped), or when one read brought everything (its stamp cannot tell the first token
+    # from the last byte, so the end is when it was handled, as TTFT < E2E needs)
     last = out.last_read
-    if last is None or not times or last < start + times[-1]:
+    if last is None or not times or last < start + times[-1] or last <= start + times[0]:
         last = clock()
     rec.end_s = last - t0
     rec.finish_reason = out.finish
